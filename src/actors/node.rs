@@ -1,0 +1,647 @@
+//! One actor per machine: it owns the machine's latest observation, its provisioning
+//! state, the one operation in flight, and its retry timers.
+//!
+//! Each observation goes through [`lifecycle::decide`]; the actor only executes the
+//! returned step and records the outcome. Two rules keep MAAS from seeing an operation
+//! twice: an operation MAAS accepted is remembered for as long as the machine stays in
+//! that status ([`Memo`]), and an observation requested before our last write
+//! completed is stale and ignored.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use actix::prelude::*;
+use tracing::{debug, error, info, warn, Span};
+use tracing_actix::ActorInstrument;
+
+use super::{Observed, Retire, SharedDeps};
+use crate::backoff::Backoff;
+use crate::lifecycle::{self, Action, ActionKind, Hold, Memo, Provision, Step, Wait};
+use crate::maas::{parse_machine, ErrorClass, MaasError, Machine, NodeStatus, Request};
+use crate::provision::{self, store::Record, Job, ProvisionError, ANNOTATION_ATTEMPTS, ANNOTATION_PROVISIONED};
+use crate::status::{rfc3339, Board, MachineView};
+
+/// Provisioning bookkeeping for the current deployment.
+#[derive(Debug, Clone)]
+struct ProvisionState {
+    phase: Provision,
+    attempts: u32,
+    last_error: Option<String>,
+    /// Durable state already read from MAAS/the store for this deployment.
+    loaded: bool,
+}
+
+impl Default for ProvisionState {
+    fn default() -> Self {
+        ProvisionState {
+            phase: Provision::Pending,
+            attempts: 0,
+            last_error: None,
+            loaded: false,
+        }
+    }
+}
+
+pub struct NodeActor {
+    deps: SharedDeps,
+    system_id: String,
+    machine: Arc<Machine>,
+    /// When the request behind `machine` was sent.
+    seen_at: Instant,
+    /// When our last mutating operation completed.
+    last_write: Option<Instant>,
+    memo: Memo,
+    provision: ProvisionState,
+    /// Outcome annotations still to be written to MAAS.
+    pending_record: Option<Vec<(String, String)>>,
+    in_flight: Option<ActionKind>,
+    backoff: Backoff,
+    prov_backoff: Backoff,
+    last_error: Option<String>,
+    wake: Option<SpawnHandle>,
+    last_label: String,
+    /// When the machine entered its current MAAS status (for per-state metrics).
+    status_since: Instant,
+    retiring: bool,
+    span: Span,
+}
+
+impl NodeActor {
+    pub fn new(deps: SharedDeps, machine: Arc<Machine>, fetched_at: Instant) -> Self {
+        let span = tracing::info_span!("machine", system_id = %machine.system_id, hostname = %machine.hostname);
+        let backoff = Backoff::new(deps.retry_base, deps.retry_cap);
+        let prov_backoff = deps
+            .provision
+            .as_ref()
+            .map(|p| Backoff::new(p.retry_base, p.retry_cap))
+            .unwrap_or_else(|| Backoff::new(Duration::from_secs(30), Duration::from_secs(600)));
+        let mut memo = Memo::default();
+        memo.observe(machine.status);
+        NodeActor {
+            system_id: machine.system_id.clone(),
+            seen_at: fetched_at,
+            last_write: None,
+            memo,
+            provision: ProvisionState::default(),
+            pending_record: None,
+            in_flight: None,
+            backoff,
+            prov_backoff,
+            last_error: None,
+            wake: None,
+            last_label: String::new(),
+            status_since: Instant::now(),
+            retiring: false,
+            span,
+            deps,
+            machine,
+        }
+    }
+
+    /// Take a newer observation; returns false if it is stale.
+    fn adopt(&mut self, m: Arc<Machine>, fetched_at: Instant) -> bool {
+        if fetched_at < self.seen_at || self.last_write.is_some_and(|w| fetched_at < w) {
+            return false;
+        }
+        self.seen_at = fetched_at;
+        let old = self.machine.status;
+        if m.hostname != self.machine.hostname {
+            self.span = tracing::info_span!("machine", system_id = %m.system_id, hostname = %m.hostname);
+        }
+        let status_changed = self.memo.observe(m.status);
+        self.machine = m;
+        if status_changed {
+            let spent = self.status_since.elapsed().as_secs_f64();
+            self.deps
+                .metrics
+                .state_seconds
+                .get_or_create(&crate::metrics::StateLabels { state: old.label().into() })
+                .observe(spent);
+            self.status_since = Instant::now();
+            let span = self.span.clone();
+            let _e = span.enter();
+            debug!(from = %old, to = %self.machine.status, "status changed");
+            self.deps.board.update(&self.system_id, |v| Board::push_transition(v, self.machine.status.label()));
+            if old == NodeStatus::Deployed {
+                self.left_deployed();
+            }
+        }
+        self.load_durable();
+        true
+    }
+
+    /// A machine that leaves Deployed gets provisioned again on its next deployment.
+    fn left_deployed(&mut self) {
+        let had_state = self.provision.phase != Provision::Pending || self.provision.attempts > 0 || self.provision.loaded;
+        self.provision = ProvisionState::default();
+        self.pending_record = None;
+        self.prov_backoff.reset();
+        if !had_state {
+            return;
+        }
+        if let Some(p) = &self.deps.provision {
+            if let Some(store) = p.store.clone() {
+                let id = self.system_id.clone();
+                actix_rt::task::spawn_blocking(move || {
+                    if let Err(e) = store.put(&id, None) {
+                        tracing::warn!(system_id = %id, error = %e, "cannot clear provisioning record");
+                    }
+                });
+            }
+        }
+        if self.deps.provision.is_some() && !self.deps.preview {
+            let deps = self.deps.clone();
+            let id = self.system_id.clone();
+            actix_rt::spawn(async move {
+                if let Some(p) = &deps.provision {
+                    p.provisioner.clear(&id).await;
+                }
+            });
+        }
+    }
+
+    /// Read the durable outcome of this deployment once (annotations, then the file).
+    fn load_durable(&mut self) {
+        if self.provision.loaded || self.machine.status != NodeStatus::Deployed {
+            return;
+        }
+        let Some(p) = &self.deps.provision else { return };
+        self.provision.loaded = true;
+        let mut provisioned = self.deps.annotations && self.machine.annotation(ANNOTATION_PROVISIONED).is_some();
+        let mut attempts = if self.deps.annotations {
+            self.machine.annotation(ANNOTATION_ATTEMPTS).and_then(|a| a.parse().ok()).unwrap_or(0)
+        } else {
+            0
+        };
+        if let Some(r) = p.store.as_ref().and_then(|s| s.get(&self.system_id)) {
+            provisioned |= r.provisioned_at.is_some();
+            attempts = attempts.max(r.attempts);
+            if r.last_error.is_some() {
+                self.provision.last_error = r.last_error;
+            }
+        }
+        self.provision.attempts = attempts;
+        self.provision.phase = if provisioned {
+            Provision::Done
+        } else if attempts >= p.max_attempts {
+            Provision::GaveUp
+        } else {
+            Provision::Pending
+        };
+    }
+
+    fn evaluate(&mut self, ctx: &mut Context<Self>) {
+        if self.in_flight.is_some() {
+            return;
+        }
+        if self.retiring {
+            ctx.stop();
+            return;
+        }
+        if let Some(pairs) = self.pending_record.clone() {
+            if self.memo.not_before.is_some_and(|t| t > Instant::now()) {
+                self.wake_at(self.memo.not_before.unwrap_or_else(Instant::now), ctx);
+                return;
+            }
+            self.write_record(pairs, ctx);
+            return;
+        }
+        let now = Instant::now();
+        let step = lifecycle::decide(&self.machine, self.provision.phase, &self.deps.policy, &self.memo, now);
+        self.publish(&step);
+        match step {
+            Step::Act(action) => self.act(action, ctx),
+            Step::Provision => self.start_provision(ctx),
+            Step::Wait(Wait::RetryAt(t)) => self.wake_at(t, ctx),
+            _ => {}
+        }
+    }
+
+    fn wake_at(&mut self, t: Instant, ctx: &mut Context<Self>) {
+        if let Some(h) = self.wake.take() {
+            ctx.cancel_future(h);
+        }
+        let delay = t.saturating_duration_since(Instant::now()) + Duration::from_millis(5);
+        self.wake = Some(ctx.run_later(delay, |act, ctx| {
+            act.wake = None;
+            act.evaluate(ctx);
+        }));
+    }
+
+    fn backoff_after(&mut self, e: &MaasError) -> Instant {
+        let mut d = self.backoff.next_delay();
+        if let Some(hint) = e.retry_after() {
+            d = d.max(hint);
+        }
+        Metrics::kind(&self.deps.metrics.retries, "maas_op");
+        Instant::now() + d
+    }
+
+    fn act(&mut self, action: Action, ctx: &mut Context<Self>) {
+        let kind = action.kind();
+        let _e = self.span.enter();
+        if self.deps.preview {
+            info!(action = kind.as_str(), status = %self.machine.status, "preview: would send {}", kind.as_str());
+            self.memo.sent.push(kind);
+            self.deps.metrics.action(kind.as_str(), "preview");
+            return;
+        }
+        info!(action = kind.as_str(), status = %self.machine.status, "sending {}", kind.as_str());
+        self.in_flight = Some(kind);
+        self.publish_in_flight();
+        let deps = self.deps.clone();
+        let m = self.machine.clone();
+        let fut = async move {
+            let _permit = deps.op_permits.clone().acquire_owned().await;
+            execute(&deps, &m, &action).await
+        };
+        ctx.spawn(
+            fut.into_actor(self)
+                .actor_instrument(self.span.clone())
+                .map(move |res, act, ctx| act.op_done(kind, res, ctx)),
+        );
+    }
+
+    fn op_done(&mut self, kind: ActionKind, res: Result<Option<Machine>, MaasError>, ctx: &mut Context<Self>) {
+        self.in_flight = None;
+        let _e = self.span.clone();
+        let _g = _e.enter();
+        match res {
+            Ok(m) => {
+                self.deps.metrics.action(kind.as_str(), "ok");
+                self.memo.sent.push(kind);
+                match kind {
+                    ActionKind::Commission if self.machine.status == NodeStatus::FailedCommissioning => {
+                        self.memo.recommissions += 1
+                    }
+                    ActionKind::Release if self.machine.status == NodeStatus::FailedDeployment => self.memo.redeploys += 1,
+                    _ => {}
+                }
+                let now = Instant::now();
+                self.last_write = Some(now);
+                self.backoff.reset();
+                self.memo.not_before = None;
+                self.last_error = None;
+                if let Some(m) = m.filter(|m| m.system_id == self.system_id) {
+                    self.adopt(Arc::new(m), now);
+                }
+                info!(action = kind.as_str(), status = %self.machine.status, "MAAS accepted {}", kind.as_str());
+            }
+            Err(e) => {
+                self.deps.metrics.action(kind.as_str(), &format!("error_{}", e.code()));
+                self.last_error = Some(e.to_string());
+                let at = self.backoff_after(&e);
+                self.memo.not_before = Some(at);
+                match e.class() {
+                    ErrorClass::WrongState => {
+                        warn!(action = kind.as_str(), error = %e, "MAAS refused: state changed under us; re-reading the machine");
+                        self.reread(ctx);
+                    }
+                    ErrorClass::Auth => error!(action = kind.as_str(), error = %e, "MAAS refused our credentials or permissions"),
+                    ErrorClass::NotFound => warn!(action = kind.as_str(), error = %e, "machine no longer exists in MAAS"),
+                    ErrorClass::Gone => error!(action = kind.as_str(), error = %e, "MAAS says this API is gone: check maas.api_version"),
+                    ErrorClass::Transient => warn!(action = kind.as_str(), error = %e, retry_in = ?at.saturating_duration_since(Instant::now()), "operation failed; will retry"),
+                }
+            }
+        }
+        self.evaluate(ctx);
+    }
+
+    /// Read this machine alone (after a wrong-state refusal).
+    fn reread(&mut self, ctx: &mut Context<Self>) {
+        let deps = self.deps.clone();
+        let id = self.system_id.clone();
+        let started = Instant::now();
+        let fut = async move {
+            let req = deps.client.api().read(&id);
+            let body = deps.client.call(&req, "read").await?;
+            parse_machine(&body, deps.client.settings().version).map_err(|e| MaasError::Parse {
+                op: "read".into(),
+                path: req.path.clone(),
+                reason: e.to_string(),
+            })
+        };
+        ctx.spawn(fut.into_actor(self).map(move |res, act, ctx| match res {
+            Ok(m) => {
+                if act.adopt(Arc::new(m), started) {
+                    act.evaluate(ctx);
+                }
+            }
+            Err(e) => {
+                let _g = act.span.enter();
+                debug!(error = %e, "re-read failed; the next poll will tell");
+            }
+        }));
+    }
+
+    fn start_provision(&mut self, ctx: &mut Context<Self>) {
+        let Some(p) = &self.deps.provision else { return };
+        let _g = self.span.enter();
+        if self.deps.preview {
+            if !self.memo.sent(ActionKind::Provision) {
+                info!("preview: would run provisioning");
+                self.memo.sent.push(ActionKind::Provision);
+            }
+            return;
+        }
+        self.provision.phase = Provision::Running;
+        self.in_flight = Some(ActionKind::Provision);
+        let attempt = self.provision.attempts + 1;
+        info!(attempt, "provisioning");
+        self.publish_in_flight();
+        let m = self.machine.clone();
+        let permits = p.permits.clone();
+        let deps = self.deps.clone();
+        let fut = async move {
+            let _permit = permits.acquire_owned().await;
+            let started = Instant::now();
+            let fqdn = m.fqdn.clone().unwrap_or_else(|| m.hostname.clone());
+            let res = match provision::choose_ip(m.first_ip(), &fqdn).await {
+                Ok(ip) => {
+                    let job = Job {
+                        system_id: m.system_id.clone(),
+                        hostname: m.hostname.clone(),
+                        ip,
+                        mac: m.macs().first().map(|s| s.to_string()).unwrap_or_default(),
+                    };
+                    match &deps.provision {
+                        Some(p) => p.provisioner.run(&job).await,
+                        None => Ok(()),
+                    }
+                }
+                Err(e) => Err(e),
+            };
+            (res, started.elapsed())
+        };
+        ctx.spawn(
+            fut.into_actor(self)
+                .actor_instrument(self.span.clone())
+                .map(|(res, took), act, ctx| act.provision_done(res, took, ctx)),
+        );
+    }
+
+    fn provision_done(&mut self, res: Result<(), ProvisionError>, took: Duration, ctx: &mut Context<Self>) {
+        self.in_flight = None;
+        let span = self.span.clone();
+        let _g = span.enter();
+        let Some(p) = &self.deps.provision else { return };
+        self.deps.metrics.provision_seconds.observe(took.as_secs_f64());
+        let record = match res {
+            Ok(()) => {
+                Metrics::kind(&self.deps.metrics.provision_runs, "ok");
+                info!(took = ?took, "provisioned");
+                self.provision.phase = Provision::Done;
+                self.provision.attempts = 0;
+                self.provision.last_error = None;
+                self.prov_backoff.reset();
+                let at = rfc3339(SystemTime::now());
+                if let Some(store) = p.store.clone() {
+                    persist(store, self.system_id.clone(), Record { provisioned_at: Some(at.clone()), attempts: 0, last_error: None });
+                }
+                vec![(ANNOTATION_PROVISIONED.to_string(), at), (ANNOTATION_ATTEMPTS.to_string(), String::new())]
+            }
+            Err(e) => {
+                Metrics::kind(&self.deps.metrics.provision_runs, "failed");
+                self.provision.attempts += 1;
+                self.provision.last_error = Some(e.to_string());
+                if self.provision.attempts >= p.max_attempts {
+                    error!(attempts = self.provision.attempts, error = %e, "provisioning failed; attempts used up, waiting for an operator");
+                    self.provision.phase = Provision::GaveUp;
+                } else {
+                    let wait = self.prov_backoff.next_delay();
+                    Metrics::kind(&self.deps.metrics.retries, "provision");
+                    warn!(attempts = self.provision.attempts, error = %e, retry_in = ?wait, "provisioning failed; will retry");
+                    self.provision.phase = Provision::Failed { retry_at: Instant::now() + wait };
+                }
+                if let Some(store) = p.store.clone() {
+                    persist(
+                        store,
+                        self.system_id.clone(),
+                        Record { provisioned_at: None, attempts: self.provision.attempts, last_error: self.provision.last_error.clone() },
+                    );
+                }
+                vec![(ANNOTATION_ATTEMPTS.to_string(), self.provision.attempts.to_string())]
+            }
+        };
+        if self.deps.annotations {
+            self.pending_record = Some(record);
+        }
+        self.evaluate(ctx);
+    }
+
+    /// Write outcome annotations to MAAS; retried with backoff until MAAS has them.
+    fn write_record(&mut self, pairs: Vec<(String, String)>, ctx: &mut Context<Self>) {
+        let Some(req) = self.deps.client.api().set_annotations(&self.system_id, &pairs) else {
+            self.pending_record = None;
+            return;
+        };
+        self.in_flight = Some(ActionKind::Provision);
+        let deps = self.deps.clone();
+        let fut = async move {
+            let _permit = deps.op_permits.clone().acquire_owned().await;
+            deps.client.call(&req, "op").await
+        };
+        ctx.spawn(fut.into_actor(self).map(|res, act, ctx| {
+            act.in_flight = None;
+            match res {
+                Ok(_) => {
+                    act.pending_record = None;
+                    act.last_write = Some(Instant::now());
+                    act.deps.metrics.action("annotate", "ok");
+                }
+                Err(e) => {
+                    act.deps.metrics.action("annotate", &format!("error_{}", e.code()));
+                    let span = act.span.clone();
+                    let _g = span.enter();
+                    if matches!(e.class(), ErrorClass::WrongState | ErrorClass::NotFound) {
+                        // The machine is no longer ours to annotate (released): drop it.
+                        warn!(error = %e, "cannot record the provisioning outcome in MAAS");
+                        act.pending_record = None;
+                    } else {
+                        warn!(error = %e, "recording the provisioning outcome failed; will retry");
+                        let at = act.backoff_after(&e);
+                        act.memo.not_before = Some(at);
+                    }
+                }
+            }
+            act.evaluate(ctx);
+        }));
+    }
+
+    fn provisioning_label(&self) -> &'static str {
+        if self.deps.provision.is_none() {
+            return "none";
+        }
+        if self.machine.status != NodeStatus::Deployed && self.provision.phase == Provision::Pending {
+            return "-";
+        }
+        match self.provision.phase {
+            Provision::Pending => "pending",
+            Provision::Running => "running",
+            Provision::Done => "provisioned",
+            Provision::Failed { .. } => "failed",
+            Provision::GaveUp => "gave_up",
+        }
+    }
+
+    fn view(&self, step: &Step) -> MachineView {
+        let m = &self.machine;
+        let next_retry = match step {
+            Step::Wait(Wait::RetryAt(t)) => Some(rfc3339(SystemTime::now() + t.saturating_duration_since(Instant::now()))),
+            _ => None,
+        };
+        let problem = matches!(step, Step::Hold(h) if !matches!(h, Hold::SkipTag))
+            || self.last_error.is_some()
+            || matches!(self.provision.phase, Provision::Failed { .. } | Provision::GaveUp);
+        MachineView {
+            system_id: m.system_id.clone(),
+            hostname: m.hostname.clone(),
+            zone: m.zone_name().to_string(),
+            status: m.status.label().to_string(),
+            status_code: m.status.code(),
+            power_state: m.power_state.as_str().to_string(),
+            owner: m.owner.clone(),
+            target: format!("{:?}", self.deps.policy.target).to_ascii_lowercase(),
+            step: step.label(),
+            provisioning: self.provisioning_label().to_string(),
+            action_in_flight: self.in_flight.map(|k| k.as_str().to_string()),
+            attempts: self.provision.attempts.max(self.backoff.attempts()),
+            next_retry,
+            last_error: self.last_error.clone().or_else(|| self.provision.last_error.clone()),
+            transitions: Vec::new(),
+            settled: step.settled() && self.in_flight.is_none(),
+            problem,
+        }
+    }
+
+    /// Update the board, and log when the step changes in a way an operator cares about.
+    fn publish(&mut self, step: &Step) {
+        let mut view = self.view(step);
+        let label = step.label();
+        if label != self.last_label {
+            let _g = self.span.enter();
+            match step {
+                Step::Hold(_) => info!(status = %self.machine.status, "{label}"),
+                Step::Done => info!(status = %self.machine.status, "at target"),
+                _ => debug!(status = %self.machine.status, "{label}"),
+            }
+            self.last_label = label;
+        }
+        if let Some(old) = self.deps.board.get(&self.system_id) {
+            view.transitions = old.transitions;
+        } else {
+            Board::push_transition(&mut view, self.machine.status.label());
+        }
+        self.deps.board.upsert(view);
+    }
+
+    fn publish_in_flight(&self) {
+        let k = self.in_flight.map(|k| k.as_str().to_string());
+        let prov = self.provisioning_label().to_string();
+        self.deps.board.update(&self.system_id, |v| {
+            v.action_in_flight = k;
+            v.provisioning = prov;
+            v.settled = false;
+        });
+    }
+}
+
+use crate::metrics::Metrics;
+
+fn persist(store: Arc<provision::store::FileStore>, id: String, r: Record) {
+    actix_rt::task::spawn_blocking(move || {
+        if let Err(e) = store.put(&id, Some(r)) {
+            tracing::error!(system_id = %id, error = %e, "cannot write the provisioning state file");
+        }
+    });
+}
+
+/// Send one action to MAAS; returns the machine when MAAS answered with one.
+async fn execute(deps: &super::Deps, m: &Machine, action: &Action) -> Result<Option<Machine>, MaasError> {
+    let api = deps.client.api();
+    let id = m.system_id.as_str();
+    let reqs: Vec<Request> = match action {
+        Action::PowerOff => vec![api.power_off(id)],
+        Action::Commission => vec![api.commission(id)],
+        Action::Allocate => vec![api.allocate(id, m.fqdn.as_deref().unwrap_or(&m.hostname))],
+        Action::Deploy => vec![api.deploy(id, &deps.deploy)],
+        Action::Release => vec![api.release(id)],
+        Action::Rename(h) => vec![api.rename(id, h)],
+        Action::RelinkDhcp { interface, link, subnet } => {
+            vec![api.unlink_subnet(id, *interface, *link), api.link_subnet_dhcp(id, *interface, subnet)]
+        }
+        Action::PowerHelper => {
+            let helper = deps.power_helper.as_ref().ok_or_else(|| MaasError::Parse {
+                op: "power_helper".into(),
+                path: String::new(),
+                reason: "no power helper configured".into(),
+            })?;
+            vec![power_helper_request(helper, m, &api).await?]
+        }
+    };
+    let mut last = None;
+    for req in reqs {
+        let body = deps.client.call(&req, "op").await?;
+        last = parse_machine(&body, deps.client.settings().version).ok();
+    }
+    Ok(last)
+}
+
+/// Run the power helper (argv only) and turn its answer into a `PUT` of AMT parameters.
+async fn power_helper_request(h: &super::PowerHelper, m: &Machine, api: &crate::maas::Api) -> Result<Request, MaasError> {
+    let fail = |reason: String| MaasError::Parse { op: "power_helper".into(), path: h.script.display().to_string(), reason };
+    let mut cmd = tokio::process::Command::new(&h.script);
+    cmd.arg(&h.user).arg(&m.hostname);
+    for mac in m.macs() {
+        cmd.arg(mac);
+    }
+    cmd.stdin(std::process::Stdio::null()).kill_on_drop(true);
+    let out = tokio::time::timeout(h.timeout, cmd.output())
+        .await
+        .map_err(|_| fail(format!("timed out after {:?}", h.timeout)))?
+        .map_err(|e| fail(e.to_string()))?;
+    if !out.status.success() {
+        return Err(fail(format!("exited with {}", out.status)));
+    }
+    #[derive(serde::Deserialize)]
+    struct Answer {
+        power_address: String,
+        power_password: String,
+    }
+    let a: Answer = serde_json::from_slice(&out.stdout).map_err(|e| fail(format!("bad JSON: {e}")))?;
+    Ok(api.set_power(
+        &m.system_id,
+        "amt",
+        &[("power_address".into(), a.power_address), ("power_pass".into(), a.power_password)],
+    ))
+}
+
+impl Actor for NodeActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        self.load_durable();
+        self.evaluate(ctx);
+    }
+}
+
+impl Handler<Observed> for NodeActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: Observed, ctx: &mut Self::Context) {
+        if self.adopt(msg.machine, msg.fetched_at) {
+            self.evaluate(ctx);
+        }
+    }
+}
+
+impl Handler<Retire> for NodeActor {
+    type Result = ();
+
+    fn handle(&mut self, _: Retire, ctx: &mut Self::Context) {
+        self.retiring = true;
+        if self.in_flight.is_none() {
+            ctx.stop();
+        }
+    }
+}

@@ -1,0 +1,684 @@
+//! Settings: a TOML file, overridden by `MAAS_FLOW_*` environment variables, overridden
+//! by flags; then validated into a [`Config`] before anything talks to MAAS.
+//!
+//! Every problem is reported as one [`ConfigError`] naming the key, and `main` exits 2.
+//! The API key is held as an [`ApiKey`], which never prints.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::filter::{Filter, FilterSpec, IncludeExclude};
+use crate::lifecycle::{Policy, Target};
+use crate::maas::{ApiKey, ApiVersion, DeployParams};
+
+/// The default location of the API key in a container (a mounted secret).
+pub const DEFAULT_KEY_FILE: &str = "/secrets/maas_api_key";
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Settings {
+    pub maas: MaasSettings,
+    pub filter: FilterSettings,
+    pub lifecycle: LifecycleSettings,
+    pub provision: ProvisionSettings,
+    pub recovery: RecoverySettings,
+    pub limits: LimitSettings,
+    pub events: EventSettings,
+    pub http: HttpSettings,
+    pub log: LogSettings,
+    /// Log every action that would be taken; send no mutating request.
+    pub preview: bool,
+    /// How long in-flight operations may finish after SIGTERM/SIGINT.
+    #[serde(with = "humantime_serde")]
+    pub shutdown_grace: Duration,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MaasSettings {
+    /// Base URL of the region, ending in `/MAAS`.
+    pub url: String,
+    pub api_key: Option<String>,
+    pub api_key_file: String,
+    pub api_version: String,
+    /// Our MAAS username; asked from MAAS (`whoami`) when unset.
+    pub username: Option<String>,
+    #[serde(with = "humantime_serde")]
+    pub period: Duration,
+    #[serde(with = "humantime_serde")]
+    pub request_timeout: Duration,
+    #[serde(with = "humantime_serde")]
+    pub list_timeout: Duration,
+    /// Largest answer accepted, in MiB.
+    pub max_body_mib: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct FilterSettings {
+    pub hosts: IncludeExclude,
+    pub zones: IncludeExclude,
+    /// The original tool's form: inline JSON or `@file`; replaces `hosts`/`zones`.
+    pub json: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LifecycleSettings {
+    /// `deployed` or `ready`.
+    pub target: String,
+    pub distro_series: String,
+    pub user_data: Option<String>,
+    pub hwe_kernel: Option<String>,
+    /// MAC → hostname map, inline JSON or `@file` (`{"<mac>": {"hostname": "..."}}`).
+    pub mappings: Option<String>,
+    pub always_rename: bool,
+    pub relink_dhcp: bool,
+    pub power_helper_script: Option<String>,
+    pub power_helper_user: Option<String>,
+    pub skip_tag: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProvisionSettings {
+    pub script: Option<String>,
+    pub url: Option<String>,
+    #[serde(with = "humantime_serde")]
+    pub ttl: Duration,
+    #[serde(with = "humantime_serde")]
+    pub poll_interval: Option<Duration>,
+    #[serde(with = "humantime_serde")]
+    pub retry_base: Duration,
+    #[serde(with = "humantime_serde")]
+    pub retry_cap: Duration,
+    pub max_attempts: u32,
+    pub max_concurrent: usize,
+    /// Local outcome store (always used with API 1.0).
+    pub state_file: Option<String>,
+    /// Keep at most this many bytes of a script's output.
+    pub output_limit: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct RecoverySettings {
+    pub recommission_attempts: u32,
+    pub redeploy_attempts: u32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitSettings {
+    /// Mutating MAAS operations in flight across all machines.
+    pub max_ops_in_flight: usize,
+    #[serde(with = "humantime_serde")]
+    pub retry_base: Duration,
+    #[serde(with = "humantime_serde")]
+    pub retry_cap: Duration,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EventSettings {
+    pub enabled: bool,
+    #[serde(with = "humantime_serde")]
+    pub interval: Duration,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpSettings {
+    /// Address of the status listener; empty disables it.
+    pub listen: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogSettings {
+    pub level: String,
+    /// `text` or `json`.
+    pub format: String,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            maas: MaasSettings::default(),
+            filter: FilterSettings {
+                zones: FilterSpec::default_zone().zones,
+                ..FilterSettings::default()
+            },
+            lifecycle: LifecycleSettings::default(),
+            provision: ProvisionSettings::default(),
+            recovery: RecoverySettings::default(),
+            limits: LimitSettings::default(),
+            events: EventSettings::default(),
+            http: HttpSettings::default(),
+            log: LogSettings::default(),
+            preview: false,
+            shutdown_grace: Duration::from_secs(30),
+        }
+    }
+}
+
+impl Default for MaasSettings {
+    fn default() -> Self {
+        MaasSettings {
+            url: "http://localhost:5240/MAAS".into(),
+            api_key: None,
+            api_key_file: DEFAULT_KEY_FILE.into(),
+            api_version: "2.0".into(),
+            username: None,
+            period: Duration::from_secs(15),
+            request_timeout: Duration::from_secs(30),
+            list_timeout: Duration::from_secs(120),
+            max_body_mib: 512,
+        }
+    }
+}
+
+impl Default for LifecycleSettings {
+    fn default() -> Self {
+        LifecycleSettings {
+            target: "deployed".into(),
+            distro_series: "jammy".into(),
+            user_data: None,
+            hwe_kernel: None,
+            mappings: None,
+            always_rename: false,
+            relink_dhcp: false,
+            power_helper_script: None,
+            power_helper_user: None,
+            skip_tag: Some("maas-flow-skip".into()),
+        }
+    }
+}
+
+impl Default for ProvisionSettings {
+    fn default() -> Self {
+        ProvisionSettings {
+            script: None,
+            url: None,
+            ttl: Duration::from_secs(3600),
+            poll_interval: None,
+            retry_base: Duration::from_secs(30),
+            retry_cap: Duration::from_secs(600),
+            max_attempts: 5,
+            max_concurrent: 32,
+            state_file: None,
+            output_limit: 64 * 1024,
+        }
+    }
+}
+
+impl Default for LimitSettings {
+    fn default() -> Self {
+        LimitSettings {
+            max_ops_in_flight: 16,
+            retry_base: Duration::from_secs(2),
+            retry_cap: Duration::from_secs(300),
+        }
+    }
+}
+
+impl Default for EventSettings {
+    fn default() -> Self {
+        EventSettings {
+            enabled: true,
+            interval: Duration::from_secs(2),
+        }
+    }
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        HttpSettings {
+            listen: "127.0.0.1:9090".into(),
+        }
+    }
+}
+
+impl Default for LogSettings {
+    fn default() -> Self {
+        LogSettings {
+            level: "info".into(),
+            format: "text".into(),
+        }
+    }
+}
+
+/// A configuration problem, naming the key.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+#[error("configuration error: `{key}`: {problem}")]
+pub struct ConfigError {
+    pub key: String,
+    pub problem: String,
+}
+
+fn bad(key: &str, problem: impl Into<String>) -> ConfigError {
+    ConfigError {
+        key: key.to_string(),
+        problem: problem.into(),
+    }
+}
+
+/// Where the post-deploy step goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProvisionerKind {
+    None,
+    Script(PathBuf),
+    Http(String),
+}
+
+/// The validated configuration the controller runs with.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub settings: Settings,
+    /// `.../MAAS/` with the trailing slash.
+    pub maas_base: String,
+    pub api_version: ApiVersion,
+    pub api_key: ApiKey,
+    pub filter: Filter,
+    pub target: Target,
+    pub deploy: DeployParams,
+    pub mappings: Arc<HashMap<String, String>>,
+    pub provisioner: ProvisionerKind,
+    pub warnings: Vec<String>,
+}
+
+impl Config {
+    /// The policy for `lifecycle::decide`, once our username is known.
+    pub fn policy(&self, me: &str) -> Policy {
+        let s = &self.settings;
+        Policy {
+            target: self.target,
+            me: me.to_string(),
+            provisioning: self.provisioner != ProvisionerKind::None,
+            mappings: self.mappings.clone(),
+            always_rename: s.lifecycle.always_rename,
+            relink_dhcp: s.lifecycle.relink_dhcp,
+            power_helper: s.lifecycle.power_helper_script.is_some(),
+            skip_tag: s.lifecycle.skip_tag.clone().filter(|t| !t.is_empty()),
+            recommission_attempts: s.recovery.recommission_attempts,
+            redeploy_attempts: s.recovery.redeploy_attempts,
+        }
+    }
+
+    /// The effective configuration as TOML, with the API key masked.
+    pub fn render(&self) -> String {
+        toml::to_string_pretty(&self.settings).unwrap_or_else(|e| format!("# cannot render: {e}\n"))
+    }
+}
+
+/// Where settings come from, besides defaults.
+#[derive(Debug, Default, Clone)]
+pub struct Sources {
+    pub file: Option<PathBuf>,
+    /// Environment variables (normally `std::env::vars()`).
+    pub env: Vec<(String, String)>,
+    /// `key.path` → value, from flags.
+    pub overrides: Vec<(String, String)>,
+}
+
+impl Sources {
+    pub fn from_process(file: Option<PathBuf>, overrides: Vec<(String, String)>) -> Self {
+        Sources {
+            file,
+            env: std::env::vars().collect(),
+            overrides,
+        }
+    }
+}
+
+/// Load and validate. Reads the key file and filter/mapping files; makes no request.
+pub fn load(src: &Sources) -> Result<Config, ConfigError> {
+    let settings = load_settings(src)?;
+    validate(settings)
+}
+
+pub fn load_settings(src: &Sources) -> Result<Settings, ConfigError> {
+    use config::{Config as Cfg, Environment, File, FileFormat};
+    let mut b = Cfg::builder();
+    if let Some(path) = &src.file {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| bad("--config", format!("cannot read {}: {e}", path.display())))?;
+        // Parse once with the toml crate for a precise line/column on syntax errors.
+        if let Err(e) = text.parse::<toml::Table>() {
+            return Err(bad("--config", format!("{} is not valid TOML: {}", path.display(), e.message())));
+        }
+        b = b.add_source(File::from_str(&text, FileFormat::Toml));
+    }
+    let mut env: HashMap<String, String> = HashMap::new();
+    for (k, v) in &src.env {
+        if k.starts_with("MAAS_FLOW_") {
+            env.insert(k.clone(), v.clone());
+        }
+    }
+    b = b.add_source(
+        Environment::with_prefix("MAAS_FLOW")
+            .prefix_separator("_")
+            .separator("__")
+            .try_parsing(true)
+            .source(Some(env)),
+    );
+    // The original tool's environment names.
+    for (k, v) in &src.env {
+        let v = v.trim();
+        if v.is_empty() {
+            continue;
+        }
+        match k.as_str() {
+            "PROVISION_URL" => {
+                let (key, val) = legacy_provision_url(v);
+                b = b.set_override(key, val).map_err(|e| bad("PROVISION_URL", e.to_string()))?;
+            }
+            "PROVISION_TTL" => {
+                b = b
+                    .set_override("provision.ttl", v)
+                    .map_err(|e| bad("PROVISION_TTL", e.to_string()))?;
+            }
+            _ => {}
+        }
+    }
+    for (k, v) in &src.overrides {
+        b = b.set_override(k.as_str(), v.as_str()).map_err(|e| bad(k, e.to_string()))?;
+    }
+    let cfg = b.build().map_err(config_error)?;
+    cfg.try_deserialize::<Settings>().map_err(config_error)
+}
+
+/// `PROVISION_URL` held a script path, a `file://` URL, or an http(s) URL.
+fn legacy_provision_url(v: &str) -> (&'static str, String) {
+    if v.starts_with("http://") || v.starts_with("https://") {
+        ("provision.url", v.to_string())
+    } else {
+        ("provision.script", v.strip_prefix("file://").unwrap_or(v).to_string())
+    }
+}
+
+/// Turn the config crate's error into one naming the key.
+fn config_error(e: config::ConfigError) -> ConfigError {
+    let msg = e.to_string();
+    // "... for key `maas.period` ..." is the config crate's way of naming the key.
+    if let Some(start) = msg.find("for key `") {
+        let rest = &msg[start + 9..];
+        if let Some(end) = rest.find('`') {
+            let key = &rest[..end];
+            return bad(key, msg.replace(&format!(" for key `{key}`"), ""));
+        }
+    }
+    if let Some(start) = msg.find("unknown field `") {
+        let rest = &msg[start + 15..];
+        if let Some(end) = rest.find('`') {
+            return bad(&rest[..end], format!("unknown key ({msg})"));
+        }
+    }
+    bad("config", msg)
+}
+
+fn validate(mut s: Settings) -> Result<Config, ConfigError> {
+    let mut warnings = Vec::new();
+
+    // maas.url
+    let url = url::Url::parse(s.maas.url.trim())
+        .map_err(|e| bad("maas.url", format!("`{}` is not a URL: {e}", s.maas.url)))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+        return Err(bad("maas.url", format!("`{}` must be an http:// or https:// URL with a host", s.maas.url)));
+    }
+    if url.scheme() == "https" {
+        return Err(bad("maas.url", "https is not supported by this build yet; put a TLS-terminating proxy on loopback in front of MAAS or use http"));
+    }
+    let mut base = url.as_str().trim_end_matches('/').to_string();
+    if base.ends_with("/api/2.0") || base.ends_with("/api/1.0") {
+        return Err(bad("maas.url", "give the region's base URL ending in /MAAS, not the API path"));
+    }
+    base.push('/');
+
+    let api_version = ApiVersion::parse(&s.maas.api_version).ok_or_else(|| {
+        bad("maas.api_version", format!("`{}` is not supported; use \"2.0\" (or \"1.0\" for MAAS 1.9)", s.maas.api_version))
+    })?;
+
+    let api_key = resolve_key(&s, &mut warnings)?;
+    // From here on the settings hold no secret, so they can be printed and logged.
+    if s.maas.api_key.is_some() {
+        s.maas.api_key = Some("***:***:***".into());
+    }
+
+    positive(&s.maas.period, "maas.period")?;
+    positive(&s.maas.request_timeout, "maas.request_timeout")?;
+    positive(&s.maas.list_timeout, "maas.list_timeout")?;
+    if s.maas.max_body_mib == 0 {
+        return Err(bad("maas.max_body_mib", "must be at least 1"));
+    }
+
+    let spec = match &s.filter.json {
+        Some(j) if !j.trim().is_empty() => crate::filter::load_spec(j).map_err(|e| bad("filter.json", e.to_string()))?,
+        _ => FilterSpec {
+            hosts: s.filter.hosts.clone(),
+            zones: s.filter.zones.clone(),
+        },
+    };
+    let filter = Filter::new(spec).map_err(|e| match &e {
+        crate::filter::FilterError::Regex { list, .. } => bad(&format!("filter.{list}"), e.to_string()),
+        _ => bad("filter", e.to_string()),
+    })?;
+
+    let target = match s.lifecycle.target.trim().to_ascii_lowercase().as_str() {
+        "deployed" => Target::Deployed,
+        "ready" => Target::Ready,
+        other => return Err(bad("lifecycle.target", format!("`{other}` is not a target; use \"deployed\" or \"ready\""))),
+    };
+    if s.lifecycle.distro_series.trim().is_empty() {
+        return Err(bad("lifecycle.distro_series", "must not be empty (e.g. \"jammy\")"));
+    }
+    if s.lifecycle.distro_series.contains(char::is_whitespace) {
+        return Err(bad("lifecycle.distro_series", "must not contain spaces"));
+    }
+    let mappings = match &s.lifecycle.mappings {
+        Some(m) if !m.trim().is_empty() => load_mappings(m)?,
+        _ => HashMap::new(),
+    };
+    if let Some(p) = &s.lifecycle.power_helper_script {
+        if !Path::new(p).is_file() {
+            return Err(bad("lifecycle.power_helper_script", format!("{p} is not a file")));
+        }
+    }
+
+    let provisioner = match (non_empty(&s.provision.script), non_empty(&s.provision.url)) {
+        (Some(_), Some(_)) => {
+            return Err(bad("provision", "set either provision.script or provision.url, not both"))
+        }
+        (Some(p), None) => {
+            let path = PathBuf::from(p);
+            if !path.is_file() {
+                return Err(bad("provision.script", format!("{p} does not exist or is not a file")));
+            }
+            ProvisionerKind::Script(path)
+        }
+        (None, Some(u)) => {
+            let parsed = url::Url::parse(u).map_err(|e| bad("provision.url", format!("`{u}` is not a URL: {e}")))?;
+            if parsed.scheme() != "http" || parsed.host_str().is_none() {
+                return Err(bad("provision.url", format!("`{u}` must be an http:// URL with a host")));
+            }
+            ProvisionerKind::Http(u.trim_end_matches('/').to_string())
+        }
+        (None, None) => ProvisionerKind::None,
+    };
+    positive(&s.provision.ttl, "provision.ttl")?;
+    positive(&s.provision.retry_base, "provision.retry_base")?;
+    if s.provision.retry_cap < s.provision.retry_base {
+        return Err(bad("provision.retry_cap", "must be at least provision.retry_base"));
+    }
+    if let Some(p) = s.provision.poll_interval {
+        positive(&p, "provision.poll_interval")?;
+    }
+    if s.provision.max_attempts == 0 {
+        return Err(bad("provision.max_attempts", "must be at least 1"));
+    }
+    if s.provision.max_concurrent == 0 {
+        return Err(bad("provision.max_concurrent", "must be at least 1"));
+    }
+    if s.limits.max_ops_in_flight == 0 {
+        return Err(bad("limits.max_ops_in_flight", "must be at least 1"));
+    }
+    positive(&s.limits.retry_base, "limits.retry_base")?;
+    if s.limits.retry_cap < s.limits.retry_base {
+        return Err(bad("limits.retry_cap", "must be at least limits.retry_base"));
+    }
+    positive(&s.events.interval, "events.interval")?;
+    if !s.http.listen.is_empty() && s.http.listen.parse::<std::net::SocketAddr>().is_err() {
+        return Err(bad("http.listen", format!("`{}` is not an address like 127.0.0.1:9090", s.http.listen)));
+    }
+    if !matches!(s.log.format.as_str(), "text" | "json") {
+        return Err(bad("log.format", format!("`{}` is not a format; use \"text\" or \"json\"", s.log.format)));
+    }
+    if tracing_subscriber::EnvFilter::try_new(&s.log.level).is_err() {
+        return Err(bad("log.level", format!("`{}` is not a level or filter (try info, debug)", s.log.level)));
+    }
+    positive(&s.shutdown_grace, "shutdown_grace")?;
+    if api_version == ApiVersion::V1 && s.provision.state_file.is_none() && provisioner != ProvisionerKind::None {
+        warnings.push("API 1.0 has no workload annotations: without provision.state_file a restart re-runs provisioning".into());
+    }
+
+    Ok(Config {
+        deploy: DeployParams {
+            distro_series: s.lifecycle.distro_series.trim().to_string(),
+            user_data: non_empty(&s.lifecycle.user_data).map(str::to_string),
+            hwe_kernel: non_empty(&s.lifecycle.hwe_kernel).map(str::to_string),
+        },
+        settings: s,
+        maas_base: base,
+        api_version,
+        api_key,
+        filter,
+        target,
+        mappings: Arc::new(mappings),
+        provisioner,
+        warnings,
+    })
+}
+
+fn non_empty(v: &Option<String>) -> Option<&str> {
+    v.as_deref().map(str::trim).filter(|s| !s.is_empty())
+}
+
+fn positive(d: &Duration, key: &str) -> Result<(), ConfigError> {
+    if d.is_zero() {
+        Err(bad(key, "must be greater than zero"))
+    } else {
+        Ok(())
+    }
+}
+
+fn resolve_key(s: &Settings, warnings: &mut Vec<String>) -> Result<ApiKey, ConfigError> {
+    if let Some(k) = non_empty(&s.maas.api_key) {
+        return ApiKey::parse(k).map_err(|e| bad("maas.api_key", format!("malformed API key: {e}")));
+    }
+    let path = &s.maas.api_key_file;
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        bad(
+            "maas.api_key_file",
+            format!("cannot read {path}: {e} (or give the key as maas.api_key, MAAS_FLOW_MAAS__API_KEY or --api-key)"),
+        )
+    })?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        if let Ok(meta) = std::fs::metadata(path) {
+            if meta.permissions().mode() & 0o004 != 0 {
+                warnings.push(format!("API key file {path} is world-readable; chmod 600 it"));
+            }
+        }
+    }
+    ApiKey::parse(&text).map_err(|e| bad("maas.api_key_file", format!("{path} holds a malformed API key: {e}")))
+}
+
+/// Mappings as the original tool wrote them: `{"<mac>": {"hostname": "<name>"}}`.
+fn load_mappings(text: &str) -> Result<HashMap<String, String>, ConfigError> {
+    let text = text.trim();
+    let json = match text.strip_prefix('@') {
+        Some(p) => {
+            let p = crate::filter::expand_env(p);
+            std::fs::read_to_string(&p).map_err(|e| bad("lifecycle.mappings", format!("cannot read {p}: {e}")))?
+        }
+        None => text.to_string(),
+    };
+    #[derive(Deserialize)]
+    struct Entry {
+        hostname: String,
+    }
+    let raw: HashMap<String, Entry> = serde_json::from_str(&json)
+        .map_err(|e| bad("lifecycle.mappings", format!("expected {{\"<mac>\": {{\"hostname\": \"...\"}}}}: {e}")))?;
+    Ok(raw
+        .into_iter()
+        .map(|(mac, e)| (mac.to_ascii_lowercase(), e.hostname))
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn src(toml: &str, env: &[(&str, &str)], over: &[(&str, &str)]) -> (tempfile::TempDir, Sources) {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.toml");
+        std::fs::write(&p, toml).unwrap();
+        let s = Sources {
+            file: Some(p),
+            env: env.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect(),
+            overrides: over.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect(),
+        };
+        (dir, s)
+    }
+
+    #[test]
+    fn file_then_env_then_flags() {
+        let (_d, s) = src(
+            "[maas]\napi_key = \"a:b:c\"\nperiod = \"20s\"\n",
+            &[("MAAS_FLOW_MAAS__PERIOD", "30s"), ("PROVISION_TTL", "2h")],
+            &[],
+        );
+        let c = load(&s).unwrap();
+        assert_eq!(c.settings.maas.period, Duration::from_secs(30));
+        assert_eq!(c.settings.provision.ttl, Duration::from_secs(7200));
+        let (_d, mut s) = src("[maas]\napi_key = \"a:b:c\"\n", &[("MAAS_FLOW_MAAS__PERIOD", "30s")], &[]);
+        s.overrides.push(("maas.period".into(), "5s".into()));
+        assert_eq!(load(&s).unwrap().settings.maas.period, Duration::from_secs(5));
+    }
+
+    #[test]
+    fn bad_values_name_their_key() {
+        let cases: &[(&str, &str)] = &[
+            ("[maas]\napi_key=\"a:b:c\"\nperiod=\"soon\"", "maas.period"),
+            ("[maas]\napi_key=\"a:b\"", "maas.api_key"),
+            ("[maas]\napi_key=\"a:b:c\"\nurl=\"not a url\"", "maas.url"),
+            ("[maas]\napi_key=\"a:b:c\"\n[filter.hosts]\ninclude=[\"(\"]", "filter.hosts.include"),
+            ("[maas]\napi_key=\"a:b:c\"\nbogus=1", "bogus"),
+            ("[maas]\napi_key=\"a:b:c\"\napi_version=\"3.0\"", "maas.api_version"),
+        ];
+        for (toml, key) in cases {
+            let (_d, s) = src(toml, &[], &[]);
+            let e = load(&s).unwrap_err();
+            assert_eq!(&e.key, key, "{toml}: {e}");
+        }
+    }
+
+    #[test]
+    fn legacy_provision_url_picks_script_or_http() {
+        assert_eq!(legacy_provision_url("file:///x/p.sh"), ("provision.script", "/x/p.sh".into()));
+        assert_eq!(legacy_provision_url("http://h/p"), ("provision.url", "http://h/p".into()));
+    }
+
+    #[test]
+    fn rendered_config_masks_the_key() {
+        let (_d, s) = src("[maas]\napi_key = \"ck:tk:supersecret\"\n", &[], &[]);
+        let c = load(&s).unwrap();
+        assert!(!c.render().contains("supersecret"));
+        assert!(!format!("{c:?}").contains("supersecret"));
+    }
+}

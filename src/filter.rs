@@ -1,0 +1,212 @@
+//! Which machines maas-flow may touch: host and zone include/exclude regex lists.
+//!
+//! The JSON shape is the original tool's (`{"hosts":{"include":[],"exclude":[]},
+//! "zones":{...}}`), given inline or as `@file` with environment variables expanded in
+//! the path. Include is applied first, then exclude (the original parsed exclude but
+//! ignored it). Patterns match the **whole** name, so `default` never matches
+//! `default-2`; write `node-.*` for a prefix.
+
+use regex::RegexSet;
+use serde::{Deserialize, Serialize};
+
+/// The operator's filter as written.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct FilterSpec {
+    #[serde(default)]
+    pub hosts: IncludeExclude,
+    #[serde(default)]
+    pub zones: IncludeExclude,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct IncludeExclude {
+    #[serde(default)]
+    pub include: Vec<String>,
+    #[serde(default)]
+    pub exclude: Vec<String>,
+}
+
+impl FilterSpec {
+    /// All hosts in zone `default`, the original tool's default.
+    pub fn default_zone() -> Self {
+        FilterSpec {
+            hosts: IncludeExclude::default(),
+            zones: IncludeExclude {
+                include: vec!["default".into()],
+                exclude: vec![],
+            },
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum FilterError {
+    #[error("cannot read filter file {path}: {source}")]
+    File {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("filter is not valid JSON of the form {{\"hosts\":{{\"include\":[],\"exclude\":[]}},\"zones\":{{...}}}}: {0}")]
+    Json(#[from] serde_json::Error),
+    #[error("bad regular expression in {list}: {source}")]
+    Regex {
+        list: &'static str,
+        source: regex::Error,
+    },
+}
+
+/// Read a filter given as inline JSON or `@path` (with `$VAR`/`${VAR}` expanded).
+pub fn load_spec(text: &str) -> Result<FilterSpec, FilterError> {
+    let text = text.trim();
+    let json = match text.strip_prefix('@') {
+        Some(path) => {
+            let path = expand_env(path);
+            std::fs::read_to_string(&path).map_err(|source| FilterError::File { path, source })?
+        }
+        None => text.to_string(),
+    };
+    Ok(serde_json::from_str(&json)?)
+}
+
+/// Expand `$VAR` and `${VAR}` from the environment; unknown variables become empty.
+pub fn expand_env(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c != '$' {
+            out.push(c);
+            continue;
+        }
+        let name: String = if chars.peek() == Some(&'{') {
+            chars.next();
+            chars.by_ref().take_while(|&c| c != '}').collect()
+        } else {
+            let mut n = String::new();
+            while let Some(&c) = chars.peek() {
+                if c.is_ascii_alphanumeric() || c == '_' {
+                    n.push(c);
+                    chars.next();
+                } else {
+                    break;
+                }
+            }
+            n
+        };
+        if name.is_empty() {
+            out.push('$');
+        } else {
+            out.push_str(&std::env::var(&name).unwrap_or_default());
+        }
+    }
+    out
+}
+
+/// A compiled filter.
+#[derive(Debug, Clone)]
+pub struct Filter {
+    spec: FilterSpec,
+    host_include: RegexSet,
+    host_exclude: RegexSet,
+    zone_include: RegexSet,
+    zone_exclude: RegexSet,
+}
+
+fn compile(list: &[String], name: &'static str) -> Result<RegexSet, FilterError> {
+    RegexSet::new(list.iter().map(|p| format!("^(?:{p})$")))
+        .map_err(|source| FilterError::Regex { list: name, source })
+}
+
+impl Filter {
+    pub fn new(spec: FilterSpec) -> Result<Self, FilterError> {
+        Ok(Filter {
+            host_include: compile(&spec.hosts.include, "hosts.include")?,
+            host_exclude: compile(&spec.hosts.exclude, "hosts.exclude")?,
+            zone_include: compile(&spec.zones.include, "zones.include")?,
+            zone_exclude: compile(&spec.zones.exclude, "zones.exclude")?,
+            spec,
+        })
+    }
+
+    pub fn spec(&self) -> &FilterSpec {
+        &self.spec
+    }
+
+    /// Include (an empty list includes everything), then exclude.
+    pub fn matches(&self, hostname: &str, zone: &str) -> bool {
+        (self.host_include.is_empty() || self.host_include.is_match(hostname))
+            && !self.host_exclude.is_match(hostname)
+            && (self.zone_include.is_empty() || self.zone_include.is_match(zone))
+            && !self.zone_exclude.is_match(zone)
+    }
+
+    /// Zones MAAS can filter for us (`zone=`), when every zone include is a plain name.
+    pub fn server_side_zones(&self) -> Option<Vec<String>> {
+        let inc = &self.spec.zones.include;
+        let plain = |z: &String| {
+            !z.is_empty()
+                && z.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        };
+        (!inc.is_empty() && inc.iter().all(plain)).then(|| inc.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn filter(json: &str) -> Filter {
+        Filter::new(load_spec(json).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn default_is_every_host_in_zone_default() {
+        let f = Filter::new(FilterSpec::default_zone()).unwrap();
+        assert!(f.matches("anything", "default"));
+        assert!(!f.matches("anything", "default-2"));
+        assert!(!f.matches("anything", "zone-north"));
+        assert_eq!(f.server_side_zones(), Some(vec!["default".to_string()]));
+    }
+
+    #[test]
+    fn include_then_exclude_on_hosts_and_zones() {
+        let f = filter(
+            r#"{"hosts":{"include":["node-.*"],"exclude":["node-9.*"]},
+                "zones":{"include":[],"exclude":["quarantine"]}}"#,
+        );
+        assert!(f.matches("node-1", "default"));
+        assert!(!f.matches("node-90", "default"));
+        assert!(!f.matches("web-1", "default"));
+        assert!(!f.matches("node-1", "quarantine"));
+        assert_eq!(f.server_side_zones(), None);
+    }
+
+    #[test]
+    fn regex_zone_include_is_filtered_client_side() {
+        let f = filter(r#"{"zones":{"include":["rack-[0-9]+"]}}"#);
+        assert!(f.matches("h", "rack-12"));
+        assert_eq!(f.server_side_zones(), None);
+    }
+
+    #[test]
+    fn bad_input_is_an_error_naming_the_list() {
+        let e = Filter::new(load_spec(r#"{"hosts":{"include":["("]}}"#).unwrap()).unwrap_err();
+        assert!(e.to_string().contains("hosts.include"), "{e}");
+        assert!(load_spec(r#"{"hostz":{}}"#).is_err());
+        assert!(load_spec("not json").is_err());
+        assert!(matches!(load_spec("@/nonexistent/f.json"), Err(FilterError::File { .. })));
+    }
+
+    #[test]
+    fn file_path_expands_environment() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("f.json"), r#"{"zones":{"include":["z1"]}}"#).unwrap();
+        std::env::set_var("MFTEST_FILTER_DIR", dir.path());
+        let f = filter("@${MFTEST_FILTER_DIR}/f.json");
+        assert!(f.matches("h", "z1"));
+        let f = filter("@$MFTEST_FILTER_DIR/f.json");
+        assert!(f.matches("h", "z1"));
+    }
+}

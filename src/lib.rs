@@ -1,0 +1,25 @@
+//! maas-flow: drives Canonical MAAS machines from power-on to deployed and provisioned.
+//!
+//! MAAS moves a machine forward only when asked. maas-flow asks: a [`actors::Poller`]
+//! reads the machine list every period and publishes a snapshot; the
+//! [`actors::Supervisor`] filters it and keeps one [`actors::NodeActor`] per machine;
+//! each node actor asks the pure [`lifecycle::decide`] what to do next, performs that one
+//! operation, and records the outcome. Post-deploy provisioning ([`provision`]) runs
+//! inside the machine's own actor, so a slow host blocks only itself.
+//!
+//! Start with `lifecycle.rs` (the decision table), then `actors/`.
+
+pub mod actors;
+pub mod backoff;
+pub mod config;
+pub mod demo;
+pub mod filter;
+pub mod http;
+pub mod lifecycle;
+pub mod maas;
+pub mod metrics;
+pub mod provision;
+pub mod run;
+pub mod shutdown;
+pub mod sim;
+pub mod status;

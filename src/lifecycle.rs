@@ -1,0 +1,584 @@
+//! The lifecycle decision table: what to do next with one machine.
+//!
+//! [`decide`] is a pure function of what MAAS reported, what this controller remembers
+//! about the machine, and the operator's policy. It performs no I/O and reads no clock
+//! (the caller passes `now`), so every row below is a unit test. The node actor executes
+//! the [`Step`] it returns and records the outcome; nothing here sends anything.
+//!
+//! ```text
+//! New --commission--> Commissioning --> Ready --allocate--> Allocated --deploy--> Deploying --> Deployed
+//!                                                                                 |
+//!                          post-deploy provisioning (script or HTTP provisioner) <-+
+//! ```
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::maas::{Machine, NodeStatus, PowerState};
+
+/// The state the operator wants selected machines in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Target {
+    /// Commissioned and Ready, not allocated.
+    Ready,
+    /// Deployed (and provisioned, when a provisioner is configured).
+    Deployed,
+}
+
+/// The operator's choices that shape decisions.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    pub target: Target,
+    /// Our MAAS username: machines owned by anyone else are never touched.
+    pub me: String,
+    /// A post-deploy provisioner is configured.
+    pub provisioning: bool,
+    /// MAC (lowercase) → hostname, from `mappings`.
+    pub mappings: Arc<HashMap<String, String>>,
+    /// Rename in any state, not only while New.
+    pub always_rename: bool,
+    /// Relink `auto` interface links to DHCP before allocating.
+    pub relink_dhcp: bool,
+    /// Run the power helper for machines with no power type.
+    pub power_helper: bool,
+    /// Machines carrying this MAAS tag are left alone.
+    pub skip_tag: Option<String>,
+    /// Commission again after Failed commissioning, up to this many times (0 = never).
+    pub recommission_attempts: u32,
+    /// Release and redeploy after Failed deployment, up to this many times (0 = never).
+    pub redeploy_attempts: u32,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Policy {
+            target: Target::Deployed,
+            me: String::new(),
+            provisioning: false,
+            mappings: Arc::default(),
+            always_rename: false,
+            relink_dhcp: false,
+            power_helper: false,
+            skip_tag: None,
+            recommission_attempts: 0,
+            redeploy_attempts: 0,
+        }
+    }
+}
+
+/// A mutating operation on MAAS.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    PowerOff,
+    Commission,
+    Allocate,
+    Deploy,
+    Release,
+    Rename(String),
+    /// Replace an `auto` link with a DHCP link on the same subnet.
+    RelinkDhcp {
+        interface: i64,
+        link: i64,
+        subnet: String,
+    },
+    /// Run the power helper script and set the power parameters it returns.
+    PowerHelper,
+}
+
+/// An [`Action`] without its data: what the memo and metrics count.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ActionKind {
+    PowerOff,
+    Commission,
+    Allocate,
+    Deploy,
+    Release,
+    Rename,
+    RelinkDhcp,
+    PowerHelper,
+    Provision,
+}
+
+impl ActionKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ActionKind::PowerOff => "power_off",
+            ActionKind::Commission => "commission",
+            ActionKind::Allocate => "allocate",
+            ActionKind::Deploy => "deploy",
+            ActionKind::Release => "release",
+            ActionKind::Rename => "rename",
+            ActionKind::RelinkDhcp => "relink_dhcp",
+            ActionKind::PowerHelper => "power_helper",
+            ActionKind::Provision => "provision",
+        }
+    }
+}
+
+impl Action {
+    pub fn kind(&self) -> ActionKind {
+        match self {
+            Action::PowerOff => ActionKind::PowerOff,
+            Action::Commission => ActionKind::Commission,
+            Action::Allocate => ActionKind::Allocate,
+            Action::Deploy => ActionKind::Deploy,
+            Action::Release => ActionKind::Release,
+            Action::Rename(_) => ActionKind::Rename,
+            Action::RelinkDhcp { .. } => ActionKind::RelinkDhcp,
+            Action::PowerHelper => ActionKind::PowerHelper,
+        }
+    }
+}
+
+/// Where post-deploy provisioning stands for a machine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Provision {
+    /// Not run yet for this deployment.
+    Pending,
+    Running,
+    Done,
+    /// Failed; may run again at `retry_at`.
+    Failed { retry_at: Instant },
+    /// Failed `max_attempts` times; waits for the operator.
+    GaveUp,
+}
+
+/// What the node actor remembers between observations. The actor updates it; `decide`
+/// only reads it.
+#[derive(Debug, Clone, Default)]
+pub struct Memo {
+    /// The status the `sent` list belongs to; a new status starts a new episode.
+    pub status: Option<NodeStatus>,
+    /// Operations MAAS accepted while the machine was in `status`: each is sent once.
+    pub sent: Vec<ActionKind>,
+    /// No operation before this instant (backoff after a failure).
+    pub not_before: Option<Instant>,
+    /// Recovery commissions sent since the machine was last Ready.
+    pub recommissions: u32,
+    /// Recovery releases sent since the machine was last Deployed.
+    pub redeploys: u32,
+}
+
+impl Memo {
+    pub fn sent(&self, kind: ActionKind) -> bool {
+        self.sent.contains(&kind)
+    }
+
+    /// Start a new episode if the status changed; returns whether it did.
+    pub fn observe(&mut self, status: NodeStatus) -> bool {
+        if self.status == Some(status) {
+            return false;
+        }
+        self.status = Some(status);
+        self.sent.clear();
+        match status {
+            NodeStatus::Ready => self.recommissions = 0,
+            NodeStatus::Deployed => self.redeploys = 0,
+            _ => {}
+        }
+        true
+    }
+}
+
+/// Why nothing is sent yet, but something will happen without the operator.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Wait {
+    /// MAAS is moving the machine (commissioning, deploying, releasing...).
+    Transition(NodeStatus),
+    /// We sent an operation and wait for MAAS to report its effect.
+    Sent(ActionKind),
+    Provisioning,
+    /// Backoff after a failure.
+    RetryAt(Instant),
+}
+
+/// Why the machine is left alone until something outside changes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Hold {
+    /// A failed, broken, retired, reserved, rescue or testing status.
+    Status(NodeStatus),
+    /// Recovery attempts used up.
+    Quarantined(NodeStatus),
+    /// A status this build does not know.
+    UnknownStatus(i64),
+    OwnedBy(String),
+    Locked,
+    SkipTag,
+    /// New, with no power type and no power helper: MAAS cannot commission it.
+    NoPowerType,
+    ProvisionGaveUp,
+}
+
+/// The one next step for a machine.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    Act(Action),
+    Provision,
+    Wait(Wait),
+    Hold(Hold),
+    /// At the target.
+    Done,
+}
+
+impl Step {
+    /// A short label for status views and logs.
+    pub fn label(&self) -> String {
+        match self {
+            Step::Act(a) => format!("act:{}", a.kind().as_str()),
+            Step::Provision => "provision".into(),
+            Step::Wait(Wait::Transition(s)) => format!("waiting for MAAS ({s})"),
+            Step::Wait(Wait::Sent(k)) => format!("waiting after {}", k.as_str()),
+            Step::Wait(Wait::Provisioning) => "provisioning".into(),
+            Step::Wait(Wait::RetryAt(_)) => "backing off".into(),
+            Step::Hold(Hold::Status(s)) => format!("left alone ({s})"),
+            Step::Hold(Hold::Quarantined(s)) => format!("quarantined ({s})"),
+            Step::Hold(Hold::UnknownStatus(n)) => format!("left alone (unknown status {n})"),
+            Step::Hold(Hold::OwnedBy(o)) => format!("owned by {o}"),
+            Step::Hold(Hold::Locked) => "locked".into(),
+            Step::Hold(Hold::SkipTag) => "skip tag".into(),
+            Step::Hold(Hold::NoPowerType) => "no power type".into(),
+            Step::Hold(Hold::ProvisionGaveUp) => "provisioning gave up".into(),
+            Step::Done => "done".into(),
+        }
+    }
+
+    /// Whether the machine needs no more work from us (done, or held for a person).
+    pub fn settled(&self) -> bool {
+        matches!(self, Step::Done | Step::Hold(_))
+    }
+}
+
+/// Decide the next step for one machine.
+pub fn decide(m: &Machine, provision: Provision, policy: &Policy, memo: &Memo, now: Instant) -> Step {
+    if let Some(tag) = &policy.skip_tag {
+        if m.tag_names.iter().any(|t| t == tag) {
+            return Step::Hold(Hold::SkipTag);
+        }
+    }
+    let step = decide_status(m, provision, policy, memo, now);
+    match step {
+        Step::Act(a) => {
+            if m.locked == Some(true) {
+                Step::Hold(Hold::Locked)
+            } else if memo.sent(a.kind()) {
+                Step::Wait(Wait::Sent(a.kind()))
+            } else if let Some(t) = memo.not_before.filter(|t| *t > now) {
+                Step::Wait(Wait::RetryAt(t))
+            } else {
+                Step::Act(a)
+            }
+        }
+        Step::Provision => match memo.not_before.filter(|t| *t > now) {
+            Some(t) => Step::Wait(Wait::RetryAt(t)),
+            None => Step::Provision,
+        },
+        other => other,
+    }
+}
+
+fn owned_by_other(m: &Machine, policy: &Policy) -> Option<Step> {
+    match m.owner.as_deref() {
+        Some(o) if o != policy.me => Some(Step::Hold(Hold::OwnedBy(o.to_string()))),
+        _ => None,
+    }
+}
+
+fn wanted_hostname<'a>(m: &Machine, policy: &'a Policy) -> Option<&'a str> {
+    if policy.mappings.is_empty() {
+        return None;
+    }
+    m.macs()
+        .iter()
+        .find_map(|mac| policy.mappings.get(&mac.to_ascii_lowercase()))
+        .map(String::as_str)
+        .filter(|h| *h != m.hostname)
+}
+
+fn decide_status(m: &Machine, provision: Provision, policy: &Policy, memo: &Memo, now: Instant) -> Step {
+    use NodeStatus::*;
+    if let Some(h) = wanted_hostname(m, policy) {
+        let owned_ok = m.owner.as_deref().is_none_or(|o| o == policy.me);
+        if (policy.always_rename || m.status == New) && owned_ok && !memo.sent(ActionKind::Rename) {
+            return Step::Act(Action::Rename(h.to_string()));
+        }
+    }
+    match m.status {
+        New => {
+            if m.power_state == PowerState::On && !memo.sent(ActionKind::PowerOff) {
+                Step::Act(Action::PowerOff)
+            } else if !m.has_power_type() {
+                if policy.power_helper && !memo.sent(ActionKind::PowerHelper) {
+                    Step::Act(Action::PowerHelper)
+                } else if policy.power_helper {
+                    Step::Wait(Wait::Sent(ActionKind::PowerHelper))
+                } else {
+                    Step::Hold(Hold::NoPowerType)
+                }
+            } else {
+                Step::Act(Action::Commission)
+            }
+        }
+        Ready => match policy.target {
+            Target::Ready => Step::Done,
+            Target::Deployed => {
+                if policy.relink_dhcp && !memo.sent(ActionKind::RelinkDhcp) {
+                    if let Some(a) = auto_link(m) {
+                        return Step::Act(a);
+                    }
+                }
+                Step::Act(Action::Allocate)
+            }
+        },
+        Allocated => owned_by_other(m, policy).unwrap_or(match policy.target {
+            Target::Ready => Step::Done,
+            Target::Deployed => Step::Act(Action::Deploy),
+        }),
+        Deployed => owned_by_other(m, policy).unwrap_or(match (policy.target, policy.provisioning) {
+            (Target::Ready, _) | (Target::Deployed, false) => Step::Done,
+            (Target::Deployed, true) => match provision {
+                Provision::Done => Step::Done,
+                Provision::Running => Step::Wait(Wait::Provisioning),
+                Provision::GaveUp => Step::Hold(Hold::ProvisionGaveUp),
+                Provision::Pending => Step::Provision,
+                Provision::Failed { retry_at } if retry_at > now => {
+                    Step::Wait(Wait::RetryAt(retry_at))
+                }
+                Provision::Failed { .. } => Step::Provision,
+            },
+        }),
+        Deploying => owned_by_other(m, policy).unwrap_or(Step::Wait(Wait::Transition(Deploying))),
+        Commissioning | Releasing | DiskErasing | EnteringRescueMode | ExitingRescueMode => {
+            Step::Wait(Wait::Transition(m.status))
+        }
+        FailedCommissioning => {
+            if memo.recommissions < policy.recommission_attempts {
+                Step::Act(Action::Commission)
+            } else if policy.recommission_attempts > 0 {
+                Step::Hold(Hold::Quarantined(m.status))
+            } else {
+                Step::Hold(Hold::Status(m.status))
+            }
+        }
+        FailedDeployment => {
+            if let Some(other) = owned_by_other(m, policy) {
+                other
+            } else if memo.redeploys < policy.redeploy_attempts {
+                Step::Act(Action::Release)
+            } else if policy.redeploy_attempts > 0 {
+                Step::Hold(Hold::Quarantined(m.status))
+            } else {
+                Step::Hold(Hold::Status(m.status))
+            }
+        }
+        Missing | Reserved | Retired | Broken | FailedReleasing | FailedDiskErasing | RescueMode
+        | FailedEnteringRescueMode | FailedExitingRescueMode | Testing | FailedTesting => {
+            Step::Hold(Hold::Status(m.status))
+        }
+        Unknown(n) => Step::Hold(Hold::UnknownStatus(n)),
+    }
+}
+
+/// The first `auto` link, to be relinked as DHCP on the same subnet.
+fn auto_link(m: &Machine) -> Option<Action> {
+    m.interface_set.iter().find_map(|i| {
+        i.links.iter().find(|l| l.mode == "auto").and_then(|l| {
+            let subnet = l.subnet.as_ref()?;
+            let subnet = subnet
+                .cidr
+                .clone()
+                .or_else(|| subnet.id.map(|id| id.to_string()))?;
+            Some(Action::RelinkDhcp {
+                interface: i.id,
+                link: l.id,
+                subnet,
+            })
+        })
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use NodeStatus::*;
+
+    fn machine(status: NodeStatus, owner: Option<&str>, power: PowerState) -> Machine {
+        let mut m: Machine = serde_json::from_value(serde_json::json!({
+            "system_id": "abc123", "hostname": "node-1", "status": status.code(),
+            "power_type": "ipmi", "power_state": power.as_str(), "owner": owner,
+            "interface_set": [{"id": 5, "name": "eth0", "mac_address": "52:54:00:aa:bb:cc",
+                "links": [{"id": 9, "mode": "auto", "subnet": {"id": 1, "cidr": "10.0.0.0/24"}}]}],
+        }))
+        .unwrap();
+        m.status = status;
+        m
+    }
+
+    fn policy() -> Policy {
+        Policy {
+            me: "maas-flow".into(),
+            ..Policy::default()
+        }
+    }
+
+    /// One row per MAAS status: (status, owner, expected step with target Deployed).
+    #[test]
+    fn table_every_status_target_deployed() {
+        let me = Some("maas-flow");
+        let now = Instant::now();
+        let rows: Vec<(NodeStatus, Option<&str>, Step)> = vec![
+            (New, None, Step::Act(Action::Commission)),
+            (Commissioning, None, Step::Wait(Wait::Transition(Commissioning))),
+            (FailedCommissioning, None, Step::Hold(Hold::Status(FailedCommissioning))),
+            (Missing, None, Step::Hold(Hold::Status(Missing))),
+            (Ready, None, Step::Act(Action::Allocate)),
+            (Reserved, None, Step::Hold(Hold::Status(Reserved))),
+            (Deployed, me, Step::Done),
+            (Retired, None, Step::Hold(Hold::Status(Retired))),
+            (Broken, None, Step::Hold(Hold::Status(Broken))),
+            (Deploying, me, Step::Wait(Wait::Transition(Deploying))),
+            (Allocated, me, Step::Act(Action::Deploy)),
+            (FailedDeployment, me, Step::Hold(Hold::Status(FailedDeployment))),
+            (Releasing, me, Step::Wait(Wait::Transition(Releasing))),
+            (FailedReleasing, me, Step::Hold(Hold::Status(FailedReleasing))),
+            (DiskErasing, me, Step::Wait(Wait::Transition(DiskErasing))),
+            (FailedDiskErasing, me, Step::Hold(Hold::Status(FailedDiskErasing))),
+            (RescueMode, me, Step::Hold(Hold::Status(RescueMode))),
+            (EnteringRescueMode, me, Step::Wait(Wait::Transition(EnteringRescueMode))),
+            (FailedEnteringRescueMode, me, Step::Hold(Hold::Status(FailedEnteringRescueMode))),
+            (ExitingRescueMode, me, Step::Wait(Wait::Transition(ExitingRescueMode))),
+            (FailedExitingRescueMode, me, Step::Hold(Hold::Status(FailedExitingRescueMode))),
+            (Testing, None, Step::Hold(Hold::Status(Testing))),
+            (FailedTesting, None, Step::Hold(Hold::Status(FailedTesting))),
+            (Unknown(23), None, Step::Hold(Hold::UnknownStatus(23))),
+            (Unknown(-1), None, Step::Hold(Hold::UnknownStatus(-1))),
+        ];
+        assert_eq!(rows.len(), NodeStatus::ALL.len() + 2, "every status has a row");
+        for (status, owner, want) in rows {
+            let m = machine(status, owner, PowerState::Off);
+            let got = decide(&m, Provision::Pending, &policy(), &Memo::default(), now);
+            assert_eq!(got, want, "status {status} ({})", status.code());
+        }
+    }
+
+    #[test]
+    fn table_target_ready_stops_at_ready_and_never_goes_back() {
+        let p = Policy { target: Target::Ready, ..policy() };
+        let now = Instant::now();
+        let m = |s| machine(s, Some("maas-flow"), PowerState::Off);
+        let memo = Memo::default();
+        assert_eq!(decide(&m(New), Provision::Pending, &p, &memo, now), Step::Act(Action::Commission));
+        assert_eq!(decide(&m(Ready), Provision::Pending, &p, &memo, now), Step::Done);
+        assert_eq!(decide(&m(Allocated), Provision::Pending, &p, &memo, now), Step::Done);
+        assert_eq!(decide(&m(Deployed), Provision::Pending, &p, &memo, now), Step::Done);
+    }
+
+    #[test]
+    fn new_machine_powered_on_is_powered_off_first_then_commissioned() {
+        let now = Instant::now();
+        let m = machine(New, None, PowerState::On);
+        let mut memo = Memo::default();
+        memo.observe(New);
+        assert_eq!(decide(&m, Provision::Pending, &policy(), &memo, now), Step::Act(Action::PowerOff));
+        memo.sent.push(ActionKind::PowerOff);
+        // MAAS's cached power state may still say "on" (manual power type): go on anyway.
+        assert_eq!(decide(&m, Provision::Pending, &policy(), &memo, now), Step::Act(Action::Commission));
+        memo.sent.push(ActionKind::Commission);
+        assert_eq!(
+            decide(&m, Provision::Pending, &policy(), &memo, now),
+            Step::Wait(Wait::Sent(ActionKind::Commission))
+        );
+    }
+
+    #[test]
+    fn machines_of_other_users_are_never_touched() {
+        let now = Instant::now();
+        for s in [Allocated, Deploying, Deployed, FailedDeployment] {
+            let m = machine(s, Some("alice"), PowerState::On);
+            assert_eq!(
+                decide(&m, Provision::Pending, &policy(), &Memo::default(), now),
+                Step::Hold(Hold::OwnedBy("alice".into())),
+                "{s}"
+            );
+        }
+    }
+
+    #[test]
+    fn provisioning_follows_deployed() {
+        let now = Instant::now();
+        let p = Policy { provisioning: true, ..policy() };
+        let m = machine(Deployed, Some("maas-flow"), PowerState::On);
+        let memo = Memo::default();
+        assert_eq!(decide(&m, Provision::Pending, &p, &memo, now), Step::Provision);
+        assert_eq!(decide(&m, Provision::Running, &p, &memo, now), Step::Wait(Wait::Provisioning));
+        assert_eq!(decide(&m, Provision::Done, &p, &memo, now), Step::Done);
+        assert_eq!(decide(&m, Provision::GaveUp, &p, &memo, now), Step::Hold(Hold::ProvisionGaveUp));
+        let later = now + std::time::Duration::from_secs(30);
+        let backoff = Memo { not_before: Some(later), ..Memo::default() };
+        assert_eq!(
+            decide(&m, Provision::Failed { retry_at: later }, &p, &backoff, now),
+            Step::Wait(Wait::RetryAt(later))
+        );
+        assert_eq!(decide(&m, Provision::Failed { retry_at: later }, &p, &backoff, later), Step::Provision);
+    }
+
+    #[test]
+    fn backoff_delays_actions_and_skip_tag_and_lock_hold() {
+        let now = Instant::now();
+        let later = now + std::time::Duration::from_secs(5);
+        let mut m = machine(Ready, None, PowerState::Off);
+        let memo = Memo { not_before: Some(later), ..Memo::default() };
+        assert_eq!(decide(&m, Provision::Pending, &policy(), &memo, now), Step::Wait(Wait::RetryAt(later)));
+        assert_eq!(decide(&m, Provision::Pending, &policy(), &memo, later), Step::Act(Action::Allocate));
+        m.tag_names.push("maas-flow-skip".into());
+        let p = Policy { skip_tag: Some("maas-flow-skip".into()), ..policy() };
+        assert_eq!(decide(&m, Provision::Pending, &p, &Memo::default(), now), Step::Hold(Hold::SkipTag));
+        m.tag_names.clear();
+        m.locked = Some(true);
+        assert_eq!(decide(&m, Provision::Pending, &policy(), &Memo::default(), now), Step::Hold(Hold::Locked));
+    }
+
+    #[test]
+    fn recovery_policies_are_bounded_then_quarantine() {
+        let now = Instant::now();
+        let p = Policy { recommission_attempts: 2, redeploy_attempts: 1, ..policy() };
+        let m = machine(FailedCommissioning, None, PowerState::Off);
+        let mut memo = Memo::default();
+        assert_eq!(decide(&m, Provision::Pending, &p, &memo, now), Step::Act(Action::Commission));
+        memo.recommissions = 2;
+        assert_eq!(decide(&m, Provision::Pending, &p, &memo, now), Step::Hold(Hold::Quarantined(FailedCommissioning)));
+        let m = machine(FailedDeployment, Some("maas-flow"), PowerState::Off);
+        assert_eq!(decide(&m, Provision::Pending, &p, &Memo::default(), now), Step::Act(Action::Release));
+    }
+
+    #[test]
+    fn mapping_renames_new_machines_and_relink_precedes_allocate() {
+        let now = Instant::now();
+        let mut map = HashMap::new();
+        map.insert("52:54:00:aa:bb:cc".to_string(), "rack1-node7".to_string());
+        let p = Policy { mappings: Arc::new(map), relink_dhcp: true, ..policy() };
+        let m = machine(New, None, PowerState::Off);
+        assert_eq!(decide(&m, Provision::Pending, &p, &Memo::default(), now), Step::Act(Action::Rename("rack1-node7".into())));
+        // Not New and not always_rename: no rename; relink first.
+        let m = machine(Ready, None, PowerState::Off);
+        assert_eq!(
+            decide(&m, Provision::Pending, &p, &Memo::default(), now),
+            Step::Act(Action::RelinkDhcp { interface: 5, link: 9, subnet: "10.0.0.0/24".into() })
+        );
+        let memo = Memo { sent: vec![ActionKind::RelinkDhcp], ..Memo::default() };
+        assert_eq!(decide(&m, Provision::Pending, &p, &memo, now), Step::Act(Action::Allocate));
+    }
+
+    #[test]
+    fn memo_resets_on_status_change() {
+        let mut memo = Memo::default();
+        assert!(memo.observe(New));
+        memo.sent.push(ActionKind::Commission);
+        assert!(!memo.observe(New));
+        assert!(memo.sent(ActionKind::Commission));
+        assert!(memo.observe(Commissioning));
+        assert!(memo.sent.is_empty());
+    }
+}

@@ -1,0 +1,312 @@
+//! The typed machine model, parsed from real MAAS JSON.
+//!
+//! Only the fields maas-flow acts on are kept; every other key is skipped by serde
+//! without allocation. Every field that an older or newer MAAS may omit or send as
+//! `null` is optional, and both the API 2.0 machine shape and the API 1.0 node shape
+//! (folded `status` + `substatus`, FQDN `hostname`, `macaddress_set`) parse into it.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use serde::{Deserialize, Deserializer};
+use serde_json::value::RawValue;
+
+pub use super::status::{NodeStatus, PowerState};
+use super::ApiVersion;
+
+/// One machine as MAAS reported it at one moment.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+pub struct Machine {
+    pub system_id: String,
+    /// Short hostname (API 2.0); API 1.0 sends the FQDN here and we split it.
+    #[serde(default, deserialize_with = "nullable")]
+    pub hostname: String,
+    #[serde(default)]
+    pub fqdn: Option<String>,
+    pub status: NodeStatus,
+    /// API 1.0 only: the real status behind the folded `status`.
+    #[serde(default)]
+    pub substatus: Option<NodeStatus>,
+    #[serde(default)]
+    pub status_message: Option<String>,
+    #[serde(default)]
+    pub zone: Option<NamedRef>,
+    #[serde(default)]
+    pub pool: Option<NamedRef>,
+    #[serde(default)]
+    pub power_state: PowerState,
+    #[serde(default)]
+    pub power_type: Option<String>,
+    #[serde(default)]
+    pub owner: Option<String>,
+    #[serde(default)]
+    pub locked: Option<bool>,
+    #[serde(default, deserialize_with = "nullable")]
+    pub tag_names: Vec<String>,
+    #[serde(default, deserialize_with = "nullable")]
+    pub ip_addresses: Vec<String>,
+    #[serde(default, deserialize_with = "nullable")]
+    pub interface_set: Vec<Interface>,
+    #[serde(default)]
+    pub boot_interface: Option<BootInterface>,
+    /// API 1.0: `[{"mac_address": ...}]`.
+    #[serde(default, deserialize_with = "nullable")]
+    pub macaddress_set: Vec<MacAddress>,
+    /// API 1.0: the PXE MAC, an object or a string depending on the release.
+    #[serde(default)]
+    pub pxe_mac: Option<serde_json::Value>,
+    #[serde(default, deserialize_with = "nullable")]
+    pub workload_annotations: BTreeMap<String, String>,
+    #[serde(default, deserialize_with = "nullable")]
+    pub owner_data: BTreeMap<String, String>,
+    #[serde(default)]
+    pub osystem: Option<String>,
+    #[serde(default)]
+    pub distro_series: Option<String>,
+}
+
+/// Objects MAAS embeds by reference (`zone`, `pool`, `domain`); only the name matters.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+pub struct NamedRef {
+    #[serde(default, deserialize_with = "nullable")]
+    pub name: String,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+pub struct Interface {
+    pub id: i64,
+    #[serde(default, deserialize_with = "nullable")]
+    pub name: String,
+    #[serde(default)]
+    pub mac_address: Option<String>,
+    #[serde(default, deserialize_with = "nullable")]
+    pub links: Vec<Link>,
+}
+
+/// One entry of an interface's `links[]`; `ip_address` and `subnet` are optional in MAAS.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+pub struct Link {
+    pub id: i64,
+    #[serde(default, deserialize_with = "nullable")]
+    pub mode: String,
+    #[serde(default)]
+    pub ip_address: Option<String>,
+    #[serde(default)]
+    pub subnet: Option<Subnet>,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+pub struct Subnet {
+    #[serde(default)]
+    pub cidr: Option<String>,
+    #[serde(default)]
+    pub id: Option<i64>,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+pub struct BootInterface {
+    #[serde(default)]
+    pub mac_address: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+pub struct MacAddress {
+    pub mac_address: String,
+}
+
+/// `null` and a missing key both mean "empty" for collections and names.
+fn nullable<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de> + Default,
+{
+    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
+}
+
+impl Machine {
+    pub fn zone_name(&self) -> &str {
+        self.zone.as_ref().map(|z| z.name.as_str()).unwrap_or("")
+    }
+
+    pub fn pool_name(&self) -> &str {
+        self.pool.as_ref().map(|z| z.name.as_str()).unwrap_or("")
+    }
+
+    /// MAC addresses in MAAS's order, boot interface first.
+    pub fn macs(&self) -> Vec<&str> {
+        let mut out: Vec<&str> = Vec::new();
+        if let Some(m) = self.boot_interface.as_ref().and_then(|b| b.mac_address.as_deref()) {
+            out.push(m);
+        }
+        for m in self.interface_set.iter().filter_map(|i| i.mac_address.as_deref()) {
+            if !out.contains(&m) {
+                out.push(m);
+            }
+        }
+        for m in &self.macaddress_set {
+            if !out.contains(&m.mac_address.as_str()) {
+                out.push(&m.mac_address);
+            }
+        }
+        out
+    }
+
+    /// The first address MAAS knows, as the original tool chose it.
+    pub fn first_ip(&self) -> Option<&str> {
+        self.ip_addresses.first().map(String::as_str).or_else(|| {
+            self.interface_set
+                .iter()
+                .flat_map(|i| i.links.iter())
+                .find_map(|l| l.ip_address.as_deref())
+        })
+    }
+
+    pub fn has_power_type(&self) -> bool {
+        self.power_type.as_deref().is_some_and(|p| !p.is_empty())
+    }
+
+    /// Workload annotations, falling back to `owner_data` (the pre-3.0 name of the same map).
+    pub fn annotation(&self, key: &str) -> Option<&str> {
+        self.workload_annotations
+            .get(key)
+            .or_else(|| self.owner_data.get(key))
+            .map(String::as_str)
+    }
+
+    /// Bring an API 1.0 node into the 2.0 shape: real status, short hostname.
+    fn normalise(&mut self, version: ApiVersion) {
+        if version == ApiVersion::V1 {
+            if let Some(sub) = self.substatus {
+                self.status = sub;
+            }
+            if self.fqdn.is_none() && self.hostname.contains('.') {
+                self.fqdn = Some(self.hostname.clone());
+            }
+            if let Some((short, _)) = self.hostname.split_once('.') {
+                self.hostname = short.to_string();
+            }
+        }
+    }
+}
+
+/// A machine entry that could not be parsed; the rest of the list still counts.
+#[derive(Debug, Clone)]
+pub struct Skipped {
+    pub index: usize,
+    pub system_id: Option<String>,
+    pub error: String,
+}
+
+/// The result of parsing one machine list.
+#[derive(Debug, Default)]
+pub struct ParsedList {
+    pub machines: Vec<Arc<Machine>>,
+    pub skipped: Vec<Skipped>,
+}
+
+/// Why a whole answer could not be used.
+#[derive(Debug, thiserror::Error)]
+#[error("machine list is not a JSON array of objects: {0}")]
+pub struct ListError(#[from] serde_json::Error);
+
+/// Parse a machine list in one pass; only if some entry is malformed, parse entry by
+/// entry so that one bad machine is skipped and the rest proceed.
+pub fn parse_machine_list(body: &[u8], version: ApiVersion) -> Result<ParsedList, ListError> {
+    match serde_json::from_slice::<Vec<Machine>>(body) {
+        Ok(list) => Ok(ParsedList {
+            machines: list
+                .into_iter()
+                .map(|mut m| {
+                    m.normalise(version);
+                    Arc::new(m)
+                })
+                .collect(),
+            skipped: Vec::new(),
+        }),
+        Err(_) => parse_leniently(body, version),
+    }
+}
+
+fn parse_leniently(body: &[u8], version: ApiVersion) -> Result<ParsedList, ListError> {
+    let raw: Vec<&RawValue> = serde_json::from_slice(body)?;
+    let mut out = ParsedList::default();
+    for (index, entry) in raw.into_iter().enumerate() {
+        match serde_json::from_str::<Machine>(entry.get()) {
+            Ok(mut m) => {
+                m.normalise(version);
+                out.machines.push(Arc::new(m));
+            }
+            Err(e) => {
+                #[derive(Deserialize)]
+                struct IdOnly {
+                    system_id: Option<serde_json::Value>,
+                }
+                let system_id = serde_json::from_str::<IdOnly>(entry.get())
+                    .ok()
+                    .and_then(|i| i.system_id)
+                    .map(|v| v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string()));
+                out.skipped.push(Skipped {
+                    index,
+                    system_id,
+                    error: e.to_string(),
+                });
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Parse one machine object (an op's answer or a single read).
+pub fn parse_machine(body: &[u8], version: ApiVersion) -> Result<Machine, serde_json::Error> {
+    let mut m: Machine = serde_json::from_slice(body)?;
+    m.normalise(version);
+    Ok(m)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missing_and_null_fields_are_empty_not_errors() {
+        let body = br#"[{"system_id":"a","status":4,"hostname":null,"zone":null,
+            "interface_set":null,"ip_addresses":null,"tag_names":null,"power_state":null,
+            "workload_annotations":null,"some_future_field":{"x":1}}]"#;
+        let p = parse_machine_list(body, ApiVersion::V2).unwrap();
+        assert_eq!(p.machines.len(), 1);
+        assert_eq!(p.machines[0].status, NodeStatus::Ready);
+        assert_eq!(p.machines[0].power_state, PowerState::Unknown);
+        assert_eq!(p.machines[0].zone_name(), "");
+    }
+
+    #[test]
+    fn one_bad_machine_is_skipped_the_rest_proceed() {
+        let body = br#"[{"system_id":"a","status":4},{"system_id":"b","status":"four"},
+            {"status":1},{"system_id":"c","status":77}]"#;
+        let p = parse_machine_list(body, ApiVersion::V2).unwrap();
+        let ids: Vec<_> = p.machines.iter().map(|m| m.system_id.as_str()).collect();
+        assert_eq!(ids, ["a", "c"]);
+        assert_eq!(p.machines[1].status, NodeStatus::Unknown(77));
+        assert_eq!(p.skipped.len(), 2);
+        assert_eq!(p.skipped[0].system_id.as_deref(), Some("b"));
+        assert!(p.skipped[0].error.contains("invalid type"), "{}", p.skipped[0].error);
+    }
+
+    #[test]
+    fn not_a_list_is_an_error() {
+        assert!(parse_machine_list(b"{\"a\":1}", ApiVersion::V2).is_err());
+        assert!(parse_machine_list(b"[{\"system_id\":\"a\"", ApiVersion::V2).is_err());
+    }
+
+    #[test]
+    fn v1_nodes_unfold_status_and_split_fqdn() {
+        let body = br#"[{"system_id":"node-1","hostname":"h1.maas","status":6,"substatus":10,
+            "macaddress_set":[{"mac_address":"00:11:22:33:44:55"}],"owner":"admin"}]"#;
+        let p = parse_machine_list(body, ApiVersion::V1).unwrap();
+        let m = &p.machines[0];
+        assert_eq!(m.status, NodeStatus::Allocated);
+        assert_eq!(m.hostname, "h1");
+        assert_eq!(m.fqdn.as_deref(), Some("h1.maas"));
+        assert_eq!(m.macs(), ["00:11:22:33:44:55"]);
+    }
+}

@@ -1,0 +1,251 @@
+//! The `maas-flow` command: parse flags, load and validate the configuration, start
+//! the controller (or the demo), and stop gracefully on SIGTERM/SIGINT.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use maas_flow::config::{self, Sources};
+
+#[derive(Parser, Debug)]
+#[command(name = "maas-flow", version, about = "Drives MAAS machines to deployed and provisioned.", long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    flags: Flags,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the controller (the default).
+    Run,
+    /// Run against the built-in MAAS simulator with a sample rack, then exit.
+    Demo {
+        /// Extra New machines on top of the sample rack.
+        #[arg(long, default_value_t = 0)]
+        machines: usize,
+        /// Give up after this long.
+        #[arg(long, default_value = "180s", value_parser = humantime::parse_duration)]
+        timeout: Duration,
+    },
+    /// Validate the configuration, print it (API key masked), and exit.
+    CheckConfig,
+}
+
+/// Flags override the file and the environment. The original tool's single-dash
+/// spellings (`-maas`, `-apiKey`, `-apiVersion`, `-period`, `-filter`, `-preview`,
+/// `-mappings`) are accepted too.
+#[derive(Args, Debug, Default)]
+struct Flags {
+    /// TOML configuration file.
+    #[arg(long, global = true, env = "MAAS_FLOW_CONFIG")]
+    config: Option<PathBuf>,
+    /// MAAS base URL, e.g. http://maas:5240/MAAS [maas.url].
+    #[arg(long, global = true)]
+    maas: Option<String>,
+    /// API key consumer:token:secret [maas.api_key]; prefer a key file.
+    #[arg(long, global = true, hide_env_values = true)]
+    api_key: Option<String>,
+    /// File holding the API key [maas.api_key_file].
+    #[arg(long, global = true)]
+    api_key_file: Option<String>,
+    /// "2.0" or "1.0" [maas.api_version].
+    #[arg(long, global = true)]
+    api_version: Option<String>,
+    /// Poll period, e.g. 15s [maas.period].
+    #[arg(long, global = true)]
+    period: Option<String>,
+    /// Filter JSON or @file [filter.json].
+    #[arg(long, global = true)]
+    filter: Option<String>,
+    /// MAC to hostname mappings JSON or @file [lifecycle.mappings].
+    #[arg(long, global = true)]
+    mappings: Option<String>,
+    /// Rename in any state, not only New [lifecycle.always_rename].
+    #[arg(long, global = true)]
+    always_rename: bool,
+    /// Log what would be done; send nothing that changes MAAS [preview].
+    #[arg(long, global = true)]
+    preview: bool,
+    /// "deployed" or "ready" [lifecycle.target].
+    #[arg(long, global = true)]
+    target: Option<String>,
+    /// Series to deploy, e.g. jammy [lifecycle.distro_series].
+    #[arg(long, global = true)]
+    distro_series: Option<String>,
+    /// Post-deploy script [provision.script].
+    #[arg(long, global = true)]
+    provision_script: Option<String>,
+    /// Post-deploy HTTP provisioner [provision.url].
+    #[arg(long, global = true)]
+    provision_url: Option<String>,
+    /// Status listener address [http.listen].
+    #[arg(long, global = true)]
+    listen: Option<String>,
+    /// Log level or filter [log.level].
+    #[arg(long, global = true)]
+    log_level: Option<String>,
+    /// "text" or "json" [log.format].
+    #[arg(long, global = true)]
+    log_format: Option<String>,
+}
+
+impl Flags {
+    fn overrides(&self) -> Vec<(String, String)> {
+        let mut o = Vec::new();
+        let mut put = |k: &str, v: &Option<String>| {
+            if let Some(v) = v {
+                o.push((k.to_string(), v.clone()));
+            }
+        };
+        put("maas.url", &self.maas);
+        put("maas.api_key", &self.api_key);
+        put("maas.api_key_file", &self.api_key_file);
+        put("maas.api_version", &self.api_version);
+        put("maas.period", &self.period);
+        put("filter.json", &self.filter);
+        put("lifecycle.mappings", &self.mappings);
+        put("lifecycle.target", &self.target);
+        put("lifecycle.distro_series", &self.distro_series);
+        put("provision.script", &self.provision_script);
+        put("provision.url", &self.provision_url);
+        put("http.listen", &self.listen);
+        put("log.level", &self.log_level);
+        put("log.format", &self.log_format);
+        if self.always_rename {
+            o.push(("lifecycle.always_rename".into(), "true".into()));
+        }
+        if self.preview {
+            o.push(("preview".into(), "true".into()));
+        }
+        o
+    }
+}
+
+/// Rewrite the original tool's Go-style flags (`-apiKey X`) to ours (`--api-key X`).
+fn legacy_args(args: impl Iterator<Item = String>) -> Vec<String> {
+    const MAP: &[(&str, &str)] = &[
+        ("maas", "--maas"),
+        ("apiKey", "--api-key"),
+        ("apiVersion", "--api-version"),
+        ("period", "--period"),
+        ("filter", "--filter"),
+        ("preview", "--preview"),
+        ("mappings", "--mappings"),
+        ("always-rename", "--always-rename"),
+    ];
+    args.map(|a| {
+        if let Some(rest) = a.strip_prefix('-').filter(|r| !r.starts_with('-')) {
+            let (name, value) = match rest.split_once('=') {
+                Some((n, v)) => (n, Some(v)),
+                None => (rest, None),
+            };
+            if let Some((_, long)) = MAP.iter().find(|(n, _)| *n == name) {
+                return match value {
+                    Some(v) => format!("{long}={v}"),
+                    None => long.to_string(),
+                };
+            }
+        }
+        a
+    })
+    .collect()
+}
+
+fn init_logging(level: &str, format: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_new(level).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let b = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if format == "json" {
+        b.json().flatten_event(true).with_current_span(true).init();
+    } else {
+        b.init();
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse_from(legacy_args(std::env::args()));
+    let overrides = cli.flags.overrides();
+    match cli.command.unwrap_or(Command::Run) {
+        Command::Demo { machines, timeout } => {
+            let level = cli.flags.log_level.clone().unwrap_or_else(|| "warn".into());
+            init_logging(&level, cli.flags.log_format.as_deref().unwrap_or("text"));
+            let code = actix_rt::System::new().block_on(maas_flow::demo::run(maas_flow::demo::DemoOptions {
+                extra_machines: machines,
+                timeout,
+                overrides: overrides.into_iter().filter(|(k, _)| !k.starts_with("log.")).collect(),
+            }));
+            ExitCode::from(code as u8)
+        }
+        cmd => {
+            let cfg = match config::load(&Sources::from_process(cli.flags.config.clone(), overrides)) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("maas-flow: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            if matches!(cmd, Command::CheckConfig) {
+                for w in &cfg.warnings {
+                    eprintln!("warning: {w}");
+                }
+                print!("{}", cfg.render());
+                println!("# configuration is valid");
+                return ExitCode::SUCCESS;
+            }
+            init_logging(&cfg.settings.log.level, &cfg.settings.log.format);
+            actix_rt::System::new().block_on(serve(cfg))
+        }
+    }
+}
+
+async fn serve(cfg: config::Config) -> ExitCode {
+    for w in &cfg.warnings {
+        tracing::warn!("{w}");
+    }
+    let s = &cfg.settings;
+    tracing::info!(
+        maas = %cfg.maas_base, api_version = %cfg.api_version, api_key = %cfg.api_key,
+        period = ?s.maas.period, target = ?cfg.target, preview = s.preview,
+        filter = %serde_json::to_string(cfg.filter.spec()).unwrap_or_default(),
+        provisioner = ?cfg.provisioner, max_ops_in_flight = s.limits.max_ops_in_flight,
+        "maas-flow starting"
+    );
+    let grace = s.shutdown_grace;
+    let ctrl = tokio::select! {
+        c = maas_flow::run::start(&cfg) => match c {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!("{e}");
+                return ExitCode::from(1);
+            }
+        },
+        sig = maas_flow::shutdown::signal() => {
+            tracing::info!(signal = sig, "stopping before start-up finished");
+            return ExitCode::SUCCESS;
+        }
+    };
+    let progress_board = ctrl.board.clone();
+    let period = s.maas.period.max(Duration::from_secs(10));
+    actix_rt::spawn(async move {
+        let mut last = String::new();
+        loop {
+            actix_rt::time::sleep(period * 2).await;
+            let line = progress_board.progress_line();
+            if line != last {
+                tracing::info!("progress: {line}");
+                last = line;
+            }
+        }
+    });
+    let sig = maas_flow::shutdown::signal().await;
+    tracing::info!(signal = sig, grace = ?grace, "stopping: no new polls, waiting for operations in flight");
+    let left = maas_flow::shutdown::drain(&ctrl, grace).await;
+    if left > 0 {
+        tracing::warn!(in_flight = left, "grace period over; abandoning operations in flight");
+    }
+    ctrl.stop_http().await;
+    tracing::info!("stopped");
+    ExitCode::SUCCESS
+}

@@ -1,0 +1,178 @@
+//! Assembling a running controller from a validated [`Config`]: status listener,
+//! MAAS client, identity, provisioner, and the three kinds of actor.
+
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+use tokio::sync::Semaphore;
+use tracing::{error, info, warn};
+
+use crate::actors::{Deps, Poller, PowerHelper, ProvisionDeps, Supervisor};
+use crate::backoff::Backoff;
+use crate::config::{Config, ProvisionerKind};
+use crate::maas::{ApiVersion, ClientSettings, MaasClient};
+use crate::metrics::Metrics;
+use crate::provision::http::HttpProvisioner;
+use crate::provision::script::ScriptProvisioner;
+use crate::provision::store::FileStore;
+use crate::provision::Provisioner;
+use crate::status::Board;
+
+/// A running controller.
+pub struct Controller {
+    pub poller: Addr<Poller>,
+    pub supervisor: Addr<Supervisor>,
+    pub board: Arc<Board>,
+    pub metrics: Arc<Metrics>,
+    /// Where the status listener is bound, if enabled.
+    pub http_addr: Option<SocketAddr>,
+    http: Option<actix_web::dev::ServerHandle>,
+}
+
+impl Controller {
+    pub async fn stop_http(&self) {
+        if let Some(h) = &self.http {
+            h.stop(true).await;
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot listen on {addr}: {source}")]
+    Listen { addr: String, source: std::io::Error },
+    #[error("cannot open provision.state_file {path}: {source}")]
+    StateFile { path: String, source: std::io::Error },
+    #[error("cannot learn our MAAS username: {0}")]
+    Identity(String),
+}
+
+pub fn client_for(cfg: &Config, metrics: Arc<Metrics>) -> MaasClient {
+    let s = &cfg.settings.maas;
+    MaasClient::new(
+        ClientSettings {
+            base: cfg.maas_base.clone(),
+            version: cfg.api_version,
+            key: cfg.api_key.clone(),
+            timeout: s.request_timeout,
+            list_timeout: s.list_timeout,
+            max_body: (s.max_body_mib as usize).saturating_mul(1024 * 1024),
+            hinted_retries: 3,
+            max_retry_after: Duration::from_secs(60),
+        },
+        metrics,
+    )
+}
+
+/// Ask MAAS who we are, retrying with backoff while MAAS is unreachable.
+async fn whoami(client: &MaasClient, period: Duration) -> Result<String, StartError> {
+    #[derive(serde::Deserialize)]
+    struct Me {
+        username: String,
+    }
+    let mut backoff = Backoff::new(Duration::from_millis(500), period.max(Duration::from_secs(1)));
+    loop {
+        let req = client.api().whoami();
+        match client.call(&req, "read").await {
+            Ok(body) => match serde_json::from_slice::<Me>(&body) {
+                Ok(me) => return Ok(me.username),
+                Err(e) => warn!(error = %e, "users/?op=whoami gave an unexpected answer; retrying"),
+            },
+            Err(e) => match e.code() {
+                401 | 403 => error!(error = %e, "MAAS refused the API key; fix maas.api_key or the key file (retrying)"),
+                410 => return Err(StartError::Identity(format!("{e}: this MAAS does not serve API {}", client.settings().version))),
+                400 | 404 if client.settings().version == ApiVersion::V1 => {
+                    return Err(StartError::Identity(format!("{e}: set maas.username for API 1.0")))
+                }
+                _ => warn!(error = %e, "MAAS is not answering yet; retrying"),
+            },
+        }
+        actix_rt::time::sleep(backoff.next_delay()).await;
+    }
+}
+
+/// Start everything. Must run inside an actix system.
+pub async fn start(cfg: &Config) -> Result<Controller, StartError> {
+    let s = &cfg.settings;
+    let metrics = Arc::new(Metrics::new());
+    let board = Arc::new(Board::default());
+    let (http_addr, http) = if s.http.listen.is_empty() {
+        (None, None)
+    } else {
+        let (addr, handle) = crate::http::start(&s.http.listen, board.clone(), metrics.clone(), s.maas.period)
+            .map_err(|source| StartError::Listen { addr: s.http.listen.clone(), source })?;
+        info!(%addr, "status listener up: /healthz /readyz /metrics /api/v1/machines /");
+        (Some(addr), Some(handle))
+    };
+    let client = client_for(cfg, metrics.clone());
+    let me = match s.maas.username.as_deref().filter(|u| !u.is_empty()) {
+        Some(u) => u.to_string(),
+        None => whoami(&client, s.maas.period).await?,
+    };
+    info!(user = %me, "acting as MAAS user");
+    board.with_global(|g| g.maas_user = Some(me.clone()));
+    let policy = cfg.policy(&me);
+    let store = match &s.provision.state_file {
+        Some(p) if !p.is_empty() => Some(Arc::new(
+            FileStore::open(p).map_err(|source| StartError::StateFile { path: p.clone(), source })?,
+        )),
+        _ => None,
+    };
+    let provisioner = match &cfg.provisioner {
+        ProvisionerKind::None => None,
+        ProvisionerKind::Script(path) => Some(Provisioner::Script(ScriptProvisioner {
+            path: path.clone(),
+            ttl: s.provision.ttl,
+            output_limit: s.provision.output_limit,
+        })),
+        ProvisionerKind::Http(url) => Some(Provisioner::Http(HttpProvisioner::new(
+            url.clone(),
+            s.provision.poll_interval.unwrap_or(s.maas.period),
+            s.provision.ttl,
+            s.maas.request_timeout,
+        ))),
+    };
+    let deps = Rc::new(Deps {
+        client: client.clone(),
+        policy,
+        deploy: cfg.deploy.clone(),
+        preview: s.preview,
+        op_permits: Arc::new(Semaphore::new(s.limits.max_ops_in_flight)),
+        retry_base: s.limits.retry_base,
+        retry_cap: s.limits.retry_cap,
+        provision: provisioner.map(|p| ProvisionDeps {
+            provisioner: p,
+            permits: Arc::new(Semaphore::new(s.provision.max_concurrent)),
+            retry_base: s.provision.retry_base,
+            retry_cap: s.provision.retry_cap,
+            max_attempts: s.provision.max_attempts,
+            store,
+        }),
+        annotations: cfg.api_version == ApiVersion::V2,
+        power_helper: s.lifecycle.power_helper_script.as_ref().map(|p| PowerHelper {
+            script: p.into(),
+            user: s.lifecycle.power_helper_user.clone().unwrap_or_default(),
+            timeout: s.maas.request_timeout,
+        }),
+        board: board.clone(),
+        metrics: metrics.clone(),
+    });
+    let filter = Arc::new(cfg.filter.clone());
+    let zones = match cfg.api_version {
+        ApiVersion::V2 => cfg.filter.server_side_zones(),
+        ApiVersion::V1 => None,
+    };
+    let supervisor = Supervisor::new(deps, filter).start();
+    let poller = Poller::new(client, supervisor.clone(), s.maas.period, zones, board.clone(), metrics.clone()).start();
+    Ok(Controller {
+        poller,
+        supervisor,
+        board,
+        metrics,
+        http_addr,
+        http,
+    })
+}

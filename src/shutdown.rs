@@ -1,0 +1,37 @@
+//! Graceful shutdown: on SIGTERM or SIGINT stop polling, let operations in flight
+//! finish within the grace period, then stop.
+
+use std::time::{Duration, Instant};
+
+use crate::actors::supervisor::RetireAll;
+use crate::actors::StopPolling;
+use crate::run::Controller;
+
+/// Wait for SIGTERM or SIGINT; returns the signal's name.
+pub async fn signal() -> &'static str {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+        // Without signal handlers we can only wait forever; the process can still be killed.
+        std::future::pending::<()>().await;
+        return "none";
+    };
+    tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = int.recv() => "SIGINT",
+    }
+}
+
+/// Stop polling, retire every machine actor, and wait for in-flight work up to `grace`.
+/// Returns how many operations were still in flight when the grace period ended.
+pub async fn drain(ctrl: &Controller, grace: Duration) -> usize {
+    let _ = ctrl.poller.send(StopPolling).await;
+    let _ = ctrl.supervisor.send(RetireAll).await;
+    let deadline = Instant::now() + grace;
+    loop {
+        let n = ctrl.board.in_flight();
+        if n == 0 || Instant::now() >= deadline {
+            return n;
+        }
+        actix_rt::time::sleep(Duration::from_millis(50)).await;
+    }
+}

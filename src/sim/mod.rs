@@ -1,0 +1,157 @@
+//! A MAAS region simulator and a simulated HTTP provisioner.
+//!
+//! It serves MAAS API 2.0 (and 1.9's 1.0) on a loopback port with MAAS's own answers,
+//! including its refusals, checks OAuth like MAAS, moves machines through timed
+//! transitions, logs every operation and status event, and injects faults on demand.
+//! Tests, benchmarks, `maas-flow demo` and operators' dry runs all use it.
+
+pub mod inspect;
+pub mod provisioner;
+pub mod render;
+pub mod scenario;
+pub mod server;
+pub mod world;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use actix_web::{web, App, HttpServer};
+
+pub use provisioner::{ProvisionerConfig, ProvisionerRequest};
+pub use server::{Faults, SimConfig, SimState};
+pub use world::{OpRecord, SimMachine, Timings, World};
+
+use crate::maas::NodeStatus;
+
+/// The simulator's default API key (`consumer:token:secret`).
+pub const DEFAULT_API_KEY: &str = "maasflowsim:simtoken:simsecret";
+
+/// A running simulator.
+pub struct Sim {
+    /// `http://127.0.0.1:<port>/MAAS`, the value for `maas.url`.
+    pub base_url: String,
+    pub addr: std::net::SocketAddr,
+    pub state: Arc<SimState>,
+    server: actix_web::dev::ServerHandle,
+}
+
+impl Sim {
+    /// Start serving on `cfg.listen` (an ephemeral loopback port by default). Must run
+    /// inside an actix system.
+    pub fn start(
+        cfg: SimConfig,
+        machines: Vec<SimMachine>,
+        timings: Timings,
+        provisioner: ProvisionerConfig,
+    ) -> std::io::Result<Sim> {
+        let workers = cfg.workers.max(1);
+        let listen = cfg.listen;
+        let world = World::new(machines, timings, cfg.seed);
+        let state = Arc::new(SimState::new(
+            cfg.clone(),
+            world,
+            provisioner::ProvisionerState::new(provisioner, cfg.seed),
+        ));
+        let data = web::Data::new(state.clone());
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(data.clone())
+                .app_data(web::PayloadConfig::new(16 * 1024 * 1024))
+                .default_service(web::to(server::handle))
+        })
+        .workers(workers)
+        .disable_signals()
+        .shutdown_timeout(1)
+        .bind(listen)?;
+        let addr = server.addrs()[0];
+        let server = server.run();
+        let handle = server.handle();
+        actix_rt::spawn(server);
+        Ok(Sim {
+            base_url: format!("http://{addr}/MAAS"),
+            addr,
+            state,
+            server: handle,
+        })
+    }
+
+    /// Start with default settings on an ephemeral port.
+    pub fn start_default(machines: Vec<SimMachine>, timings: Timings) -> std::io::Result<Sim> {
+        Self::start(SimConfig::default(), machines, timings, ProvisionerConfig::default())
+    }
+
+    pub fn api_key(&self) -> String {
+        self.state.cfg.api_key.expose()
+    }
+
+    pub fn provisioner_url(&self) -> String {
+        format!("http://{}/provisioner", self.addr)
+    }
+
+    /// The operation log so far.
+    pub fn ops(&self) -> Vec<OpRecord> {
+        self.state.world.lock().ops.clone()
+    }
+
+    /// Current machines, with due transitions applied.
+    pub fn machines(&self) -> Vec<SimMachine> {
+        let mut w = self.state.world.lock();
+        w.advance(Instant::now());
+        w.machines.clone()
+    }
+
+    pub fn status_of(&self, system_id: &str) -> Option<NodeStatus> {
+        let mut w = self.state.world.lock();
+        w.advance(Instant::now());
+        w.find(system_id).map(|i| w.machines[i].status)
+    }
+
+    /// Change the world under the lock (tests: release a machine, add a tag...).
+    pub fn with_world<R>(&self, f: impl FnOnce(&mut World) -> R) -> R {
+        let mut w = self.state.world.lock();
+        w.advance(Instant::now());
+        f(&mut w)
+    }
+
+    pub fn set_faults(&self, f: Faults) {
+        self.state.faults.lock().0 = f;
+    }
+
+    pub fn set_provisioner(&self, cfg: ProvisionerConfig) {
+        self.state.provisioner.set_config(cfg);
+    }
+
+    pub fn provisioner_requests(&self) -> Vec<ProvisionerRequest> {
+        self.state.provisioner.requests()
+    }
+
+    /// Successful mutating operations per (system_id, op, status before): more than one
+    /// in any entry is a duplicate.
+    pub fn duplicate_ops(&self) -> Vec<(String, String, String, usize)> {
+        let mut counts: std::collections::BTreeMap<(String, String, String), usize> = Default::default();
+        for o in self.ops() {
+            if o.method != "GET" && (200..300).contains(&o.http_status) {
+                let mut op = if o.op.is_empty() { o.method.clone() } else { o.op.clone() };
+                if op.starts_with("set_") || o.method == "PUT" {
+                    // Different annotations or fields are different operations.
+                    op = format!("{op} {:?}", o.params);
+                }
+                let key = (
+                    o.system_id.clone().unwrap_or_default(),
+                    op,
+                    o.status_before.clone().unwrap_or_default(),
+                );
+                *counts.entry(key).or_default() += 1;
+            }
+        }
+        counts
+            .into_iter()
+            .filter(|(_, n)| *n > 1)
+            .map(|((a, b, c), n)| (a, b, c, n))
+            .collect()
+    }
+
+    pub async fn stop(self) {
+        self.server.stop(false).await;
+    }
+}

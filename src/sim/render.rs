@@ -1,0 +1,151 @@
+//! Rendering simulated machines as MAAS JSON: the 2.0 machine object (built around the
+//! real fixture's fields and nesting, so a list is ~10 KB per machine) and the 1.0 node.
+//!
+//! A rendered machine is cached until it changes, so a 10,000-machine list is mostly
+//! a concatenation of cached strings.
+
+use std::sync::{Arc, OnceLock};
+
+use serde_json::{json, Map, Value};
+
+use super::world::{SimInterface, SimMachine};
+
+/// The fixture machine (`machines-update` from MAAS's API examples) with its
+/// per-machine keys removed: what stays is the bulk every machine carries.
+struct Template {
+    /// `"key":value,` pairs, with `{SYSID}` where the fixture's system_id was.
+    bulk: String,
+    /// Interface keys that do not vary per interface.
+    iface_bulk: String,
+}
+
+const TEMPLATE_ID: &str = "d8n3re";
+
+fn template() -> &'static Template {
+    static T: OnceLock<Template> = OnceLock::new();
+    T.get_or_init(|| {
+        let mut m: Map<String, Value> =
+            serde_json::from_str(include_str!("machine_template.json")).expect("embedded template is JSON");
+        let iface = m
+            .get("interface_set")
+            .and_then(|v| v.as_array())
+            .and_then(|a| a.first())
+            .cloned()
+            .unwrap_or_else(|| json!({}));
+        for k in DYNAMIC_KEYS {
+            m.remove(*k);
+        }
+        let mut iface = match iface {
+            Value::Object(o) => o,
+            _ => Map::new(),
+        };
+        for k in ["id", "name", "mac_address", "links", "system_id", "resource_uri", "children", "parents", "type", "discovered"] {
+            iface.remove(k);
+        }
+        Template {
+            bulk: pairs(&m).replace(TEMPLATE_ID, "{SYSID}"),
+            iface_bulk: pairs(&iface),
+        }
+    })
+}
+
+/// Serialize an object's entries without the braces.
+fn pairs(m: &Map<String, Value>) -> String {
+    let s = Value::Object(m.clone()).to_string();
+    s[1..s.len() - 1].to_string()
+}
+
+const DYNAMIC_KEYS: &[&str] = &[
+    "system_id", "hostname", "fqdn", "domain", "zone", "pool", "status", "status_name", "status_message",
+    "status_action", "power_state", "power_type", "owner", "owner_data", "workload_annotations", "tag_names",
+    "locked", "osystem", "distro_series", "interface_set", "ip_addresses", "boot_interface", "resource_uri",
+    "node_type", "node_type_name", "hardware_uuid", "ephemeral_deploy", "enable_hw_sync", "error_description",
+];
+
+fn named(kind: &str, name: &str, id: usize) -> Value {
+    json!({ "name": name, "description": "", "id": id, "resource_uri": format!("/MAAS/api/2.0/{kind}/{name}/") })
+}
+
+fn interface_json(m: &SimMachine, i: &SimInterface) -> String {
+    let links: Vec<Value> = i
+        .links
+        .iter()
+        .map(|l| {
+            let mut o = json!({ "id": l.id, "mode": l.mode });
+            if let Some(ip) = &l.ip_address {
+                o["ip_address"] = json!(ip);
+            }
+            if let Some(s) = &l.subnet {
+                o["subnet"] = json!({ "name": s, "cidr": s, "vlan": null, "id": 1,
+                    "resource_uri": "/MAAS/api/2.0/subnets/1/" });
+            }
+            o
+        })
+        .collect();
+    let head = json!({
+        "id": i.id, "name": i.name, "type": "physical", "mac_address": i.mac, "links": links,
+        "system_id": m.system_id, "children": [], "parents": [], "discovered": null,
+        "resource_uri": format!("/MAAS/api/2.0/nodes/{}/interfaces/{}/", m.system_id, i.id),
+    })
+    .to_string();
+    let bulk = &template().iface_bulk;
+    if bulk.is_empty() {
+        head
+    } else {
+        format!("{},{}}}", &head[..head.len() - 1], bulk)
+    }
+}
+
+/// The API 2.0 machine object.
+pub fn machine_v2(m: &mut SimMachine) -> Arc<str> {
+    if let Some(c) = &m.cache {
+        return c.clone();
+    }
+    let ifaces: Vec<String> = m.interfaces.iter().map(|i| interface_json(m, i)).collect();
+    let boot = ifaces.first().cloned().unwrap_or_else(|| "null".into());
+    let ann = json!(m.annotations);
+    let head = json!({
+        "system_id": m.system_id, "hostname": m.hostname, "fqdn": m.fqdn(),
+        "domain": { "authoritative": true, "ttl": null, "is_default": true, "name": m.domain, "id": 0,
+                    "resource_record_count": 0, "resource_uri": "/MAAS/api/2.0/domains/0/" },
+        "zone": named("zones", &m.zone, 1), "pool": named("resourcepool", &m.pool, 0),
+        "status": m.status.code(), "status_name": m.status.label(),
+        "status_message": m.status_message, "status_action": "",
+        "power_state": m.power_state.as_str(), "power_type": m.power_type,
+        "owner": m.owner, "owner_data": ann, "workload_annotations": ann,
+        "tag_names": m.tags, "locked": m.locked, "osystem": m.osystem, "distro_series": m.distro_series,
+        "ip_addresses": m.ip_addresses(), "node_type": 0, "node_type_name": "Machine",
+        "hardware_uuid": null, "ephemeral_deploy": false, "enable_hw_sync": false,
+        "resource_uri": format!("/MAAS/api/2.0/machines/{}/", m.system_id),
+    })
+    .to_string();
+    let bulk = template().bulk.replace("{SYSID}", &m.system_id);
+    let s: Arc<str> = format!(
+        "{},\"interface_set\":[{}],\"boot_interface\":{},{}}}",
+        &head[..head.len() - 1],
+        ifaces.join(","),
+        boot,
+        bulk
+    )
+    .into();
+    m.cache = Some(s.clone());
+    s
+}
+
+/// The API 1.0 node object (MAAS 1.9 `DISPLAYED_NODE_FIELDS`): folded status plus
+/// `substatus`, FQDN as hostname, `macaddress_set`.
+pub fn node_v1(m: &SimMachine) -> Value {
+    json!({
+        "system_id": m.system_id, "hostname": m.fqdn(),
+        "status": m.status.folded_v1().code(), "substatus": m.status.code(),
+        "substatus_name": m.status.label(), "substatus_message": m.status_message,
+        "substatus_action": "", "owner": m.owner, "zone": { "name": m.zone, "description": "" },
+        "power_state": m.power_state.as_str(), "power_type": m.power_type,
+        "macaddress_set": m.interfaces.iter().map(|i| json!({ "mac_address": i.mac })).collect::<Vec<_>>(),
+        "pxe_mac": m.interfaces.first().map(|i| json!({ "mac_address": i.mac })),
+        "ip_addresses": m.ip_addresses(), "tag_names": m.tags, "osystem": m.osystem,
+        "distro_series": m.distro_series, "architecture": "amd64/generic", "netboot": true,
+        "cpu_count": 4, "memory": 8192, "storage": 256000, "boot_type": "fastpath",
+        "resource_uri": format!("/MAAS/api/1.0/nodes/{}/", m.system_id),
+    })
+}

@@ -1,0 +1,779 @@
+//! The simulator's HTTP face: MAAS API 2.0 and 1.0 routing, OAuth checking, fault
+//! injection, and the `/_sim/` inspection endpoints.
+//!
+//! Routing is by hand on the path, like MAAS's own dispatcher: every route ends in `/`
+//! (no redirect: a missing slash is `404 Unknown API endpoint`), `op` is read from the
+//! query, then the form, then an `/op-<name>` suffix, and an unknown method/op pair is
+//! `400 Unrecognised signature`.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest, HttpResponse};
+use bytes::Bytes;
+use parking_lot::Mutex;
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+use serde::{Deserialize, Serialize};
+
+use super::provisioner::ProvisionerState;
+use super::render::{machine_v2, node_v1};
+use super::world::{err, Event, Reply, World};
+use crate::maas::auth::parse_oauth_header;
+use crate::maas::{ApiKey, NodeStatus};
+
+/// Faults injected into API answers, each a probability per request.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Faults {
+    /// 500 Internal Server Error.
+    pub error_rate: f64,
+    /// 503 with `Retry-After: retry_after_secs`.
+    pub unavailable_rate: f64,
+    /// 503 without `Retry-After` (MAAS's PowerProblem and friends).
+    pub unavailable_no_hint_rate: f64,
+    /// 409 with `Retry-After` (a database conflict after MAAS's own retries).
+    pub conflict_retry_rate: f64,
+    pub retry_after_secs: u64,
+    /// Headers sent, then the connection is cut.
+    pub drop_rate: f64,
+    /// Answer after `slow_ms`.
+    pub slow_rate: f64,
+    pub slow_ms: u64,
+    /// Machine lists cut in half.
+    pub truncate_list_rate: f64,
+    /// Machine lists replaced by non-JSON.
+    pub garbage_list_rate: f64,
+    /// `events/` answers 500.
+    pub events_error_rate: f64,
+    /// `events/` answers non-JSON.
+    pub events_garbage_rate: f64,
+    /// Only fault these paths' kinds: "all" (default), "list", "ops", "events".
+    pub scope: Option<String>,
+}
+
+/// Settings of a simulated region.
+#[derive(Debug, Clone)]
+pub struct SimConfig {
+    pub api_key: ApiKey,
+    /// The user the API key belongs to.
+    pub username: String,
+    /// Serve API 1.0 (MAAS 1.9); off answers 410 like every MAAS since 2.0.
+    pub api1: bool,
+    pub seed: u64,
+    pub listen: std::net::SocketAddr,
+    pub workers: usize,
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        SimConfig {
+            api_key: ApiKey::parse(super::DEFAULT_API_KEY).expect("default key parses"),
+            username: "maas-flow".into(),
+            api1: true,
+            seed: 1,
+            listen: "127.0.0.1:0".parse().expect("literal address"),
+            workers: 2,
+        }
+    }
+}
+
+/// Everything the request handlers share.
+pub struct SimState {
+    pub cfg: SimConfig,
+    pub world: Mutex<World>,
+    pub faults: Mutex<(Faults, SmallRng)>,
+    nonces: Mutex<HashSet<String>>,
+    pub provisioner: ProvisionerState,
+}
+
+impl SimState {
+    pub fn new(cfg: SimConfig, world: World, provisioner: ProvisionerState) -> Self {
+        let seed = cfg.seed;
+        SimState {
+            cfg,
+            world: Mutex::new(world),
+            faults: Mutex::new((Faults::default(), SmallRng::seed_from_u64(seed ^ 0x5eed))),
+            nonces: Mutex::new(HashSet::new()),
+            provisioner,
+        }
+    }
+}
+
+fn text(code: u16, body: impl Into<String>) -> HttpResponse {
+    HttpResponse::build(StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR))
+        .content_type("text/plain; charset=utf-8")
+        .body(body.into())
+}
+
+fn json_body(code: u16, body: impl Into<Bytes>) -> HttpResponse {
+    HttpResponse::build(StatusCode::from_u16(code).unwrap_or(StatusCode::OK))
+        .content_type("application/json")
+        .insert_header(("X-MAAS-API-Hash", "sim"))
+        .body(body.into())
+}
+
+fn unknown_endpoint(path: &str) -> HttpResponse {
+    text(404, format!("Unknown API endpoint: {}.", path.trim_end_matches('/')))
+}
+
+fn signature(method: &str, op: Option<&str>) -> HttpResponse {
+    text(400, format!("Unrecognised signature: method={method} op={}", op.unwrap_or("None")))
+}
+
+/// One parsed API request.
+struct Call {
+    method: String,
+    /// Path below the API prefix, e.g. `machines/abc/`.
+    rest: String,
+    full_path: String,
+    op: Option<String>,
+    query: Vec<(String, String)>,
+    form: Vec<(String, String)>,
+}
+
+impl Call {
+    fn param(&self, k: &str) -> Option<&str> {
+        self.query
+            .iter()
+            .chain(self.form.iter())
+            .find(|(p, _)| p == k)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// The catch-all handler.
+pub async fn handle(req: HttpRequest, body: Bytes, state: web::Data<Arc<SimState>>) -> HttpResponse {
+    let path = req.path().to_string();
+    if let Some(rest) = path.strip_prefix("/_sim/") {
+        return super::inspect::handle(&req, rest, &body, &state);
+    }
+    if path == "/provisioner" || path.starts_with("/provisioner/") {
+        return state.provisioner.handle(&req, &body);
+    }
+    if path == "/MAAS/api/version/" {
+        return text(200, "2.0");
+    }
+    let (v1, rest) = if let Some(r) = path.strip_prefix("/MAAS/api/2.0/") {
+        (false, r.to_string())
+    } else if let Some(r) = path.strip_prefix("/MAAS/api/1.0/") {
+        if !state.cfg.api1 {
+            return text(410, "The 1.0 API is no longer available. Please use API version 2.0.");
+        }
+        (true, r.to_string())
+    } else {
+        return unknown_endpoint(&path);
+    };
+    let method = req.method().as_str().to_string();
+    let query: Vec<(String, String)> = url::form_urlencoded::parse(req.query_string().as_bytes())
+        .into_owned()
+        .collect();
+    let is_json = req
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if is_json && !body.is_empty() && method != "GET" {
+        return text(500, "'dict' object has no attribute 'lists'");
+    }
+    let form: Vec<(String, String)> = if method == "GET" {
+        Vec::new()
+    } else {
+        url::form_urlencoded::parse(&body).into_owned().collect()
+    };
+    let mut rest = rest;
+    let mut op = query
+        .iter()
+        .chain(form.iter())
+        .find(|(k, _)| k == "op")
+        .map(|(_, v)| v.clone());
+    if op.is_none() {
+        // Since MAAS 3.3 an op may also be a path suffix: `machines/abc/op-deploy`.
+        if let Some(pos) = rest.rfind("/op-") {
+            let name = rest[pos + 4..].trim_end_matches('/').to_string();
+            rest = format!("{}/", &rest[..pos]);
+            op = Some(name);
+        } else if let Some(name) = rest.strip_prefix("op-") {
+            op = Some(name.trim_end_matches('/').to_string());
+            rest = String::new();
+        }
+    }
+    let call = Call {
+        method,
+        rest,
+        full_path: path.clone(),
+        op,
+        query,
+        form,
+    };
+    let anonymous = call.rest == "version/";
+    if !anonymous {
+        if let Err(resp) = check_auth(&req, &call, &state) {
+            let mut w = state.world.lock();
+            let sid = system_id_of(&call.rest);
+            let code = resp.status().as_u16();
+            w.record(&call.method, &call.full_path, call.op.as_deref().unwrap_or(""), sid.as_deref(), &call.form, code);
+            return resp;
+        }
+    }
+    if let Some(resp) = inject_fault(&call, &state).await {
+        if call.method != "GET" {
+            let sid = system_id_of(&call.rest);
+            let code = resp.status().as_u16();
+            state.world.lock().record(&call.method, &call.full_path, call.op.as_deref().unwrap_or(""), sid.as_deref(), &call.form, code);
+        }
+        return resp;
+    }
+    let resp = if v1 { dispatch_v1(&call, &state) } else { dispatch_v2(&call, &state) };
+    if is_list(&call, v1) && resp.status() == StatusCode::OK {
+        return corrupt_list(resp, &state).await;
+    }
+    resp
+}
+
+fn system_id_of(rest: &str) -> Option<String> {
+    let mut parts = rest.split('/');
+    match (parts.next(), parts.next()) {
+        (Some("machines" | "nodes"), Some(id)) if !id.is_empty() => Some(id.to_string()),
+        _ => None,
+    }
+}
+
+fn is_list(call: &Call, v1: bool) -> bool {
+    call.method == "GET"
+        && ((v1 && call.rest == "nodes/" && call.op.as_deref() == Some("list"))
+            || (!v1 && call.rest == "machines/" && call.op.is_none()))
+}
+
+/// OAuth 1.0 PLAINTEXT as MAAS checks it.
+fn check_auth(req: &HttpRequest, call: &Call, state: &SimState) -> Result<(), HttpResponse> {
+    const NEEDED: [&str; 6] = [
+        "oauth_consumer_key",
+        "oauth_token",
+        "oauth_signature",
+        "oauth_signature_method",
+        "oauth_timestamp",
+        "oauth_nonce",
+    ];
+    let header = req.headers().get("authorization").and_then(|v| v.to_str().ok());
+    let pairs = header.and_then(parse_oauth_header).unwrap_or_default();
+    let get = |k: &str| pairs.iter().find(|(p, _)| p == k).map(|(_, v)| v.as_str());
+    if NEEDED.iter().any(|k| get(k).is_none()) {
+        // Without a complete OAuth set the request is anonymous.
+        let list_like = matches!(call.rest.as_str(), "machines/" | "nodes/");
+        return Err(if list_like {
+            signature(&call.method, call.op.as_deref())
+        } else {
+            text(401, "Authorization Error: Authentication credentials were not provided.")
+        });
+    }
+    let ts: i64 = get("oauth_timestamp")
+        .and_then(|t| t.parse().ok())
+        .ok_or_else(|| text(400, "Invalid timestamp: must be an integer."))?;
+    let key = &state.cfg.api_key;
+    if get("oauth_consumer_key") != Some(key.consumer_key()) {
+        return Err(text(401, "Authorization Error: Invalid API key."));
+    }
+    if get("oauth_token") != Some(key.token_key()) {
+        return Err(text(401, format!("Authorization Error: Invalid access token: {}", get("oauth_token").unwrap_or(""))));
+    }
+    if get("oauth_signature_method") != Some("PLAINTEXT")
+        || !get("oauth_signature")
+            .and_then(|s| s.strip_prefix('&'))
+            .is_some_and(|s| key.secret_matches(s))
+    {
+        return Err(text(401, "Authorization Error: Invalid signature."));
+    }
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
+    if now - ts > 300 {
+        return Err(text(
+            401,
+            format!("Authorization Error: 'Expired timestamp: given {ts} and now {now} has a greater difference than threshold 300'"),
+        ));
+    }
+    let nonce = get("oauth_nonce").unwrap_or("").to_string();
+    if !state.nonces.lock().insert(nonce.clone()) {
+        return Err(HttpResponse::Unauthorized()
+            .content_type("text/html; charset=utf-8")
+            .body(format!("Authorization Error: 'Nonce already used: {nonce}'")));
+    }
+    Ok(())
+}
+
+fn fault_kind(call: &Call) -> &'static str {
+    if call.rest.starts_with("events/") {
+        "events"
+    } else if call.method == "GET" {
+        "list"
+    } else {
+        "ops"
+    }
+}
+
+async fn inject_fault(call: &Call, state: &SimState) -> Option<HttpResponse> {
+    let kind = fault_kind(call);
+    let (outcome, slow) = {
+        let mut g = state.faults.lock();
+        let (f, rng) = &mut *g;
+        if f.scope.as_deref().is_some_and(|s| s != "all" && s != kind) {
+            return None;
+        }
+        let mut roll = |p: f64| p > 0.0 && rng.gen_bool(p.clamp(0.0, 1.0));
+        let slow = roll(f.slow_rate).then_some(f.slow_ms);
+        let outcome = if roll(f.drop_rate) {
+            Some(0)
+        } else if roll(f.error_rate) || (kind == "events" && roll(f.events_error_rate)) {
+            Some(500)
+        } else if roll(f.unavailable_rate) {
+            Some(503)
+        } else if roll(f.unavailable_no_hint_rate) {
+            Some(5030)
+        } else if roll(f.conflict_retry_rate) {
+            Some(409)
+        } else if kind == "events" && roll(f.events_garbage_rate) {
+            Some(1)
+        } else {
+            None
+        };
+        (outcome.map(|o| (o, f.retry_after_secs.max(1))), slow)
+    };
+    if let Some(ms) = slow {
+        actix_rt::time::sleep(Duration::from_millis(ms)).await;
+    }
+    let (o, retry) = outcome?;
+    Some(match o {
+        0 => {
+            let s = futures_util::stream::once(async {
+                Err::<Bytes, std::io::Error>(std::io::Error::other("connection dropped (injected)"))
+            });
+            HttpResponse::Ok().content_type("application/json").streaming(s)
+        }
+        1 => text(200, "<html><body>garbage (injected)</body></html>"),
+        409 => HttpResponse::Conflict()
+            .insert_header(("Retry-After", retry.to_string()))
+            .content_type("text/plain")
+            .body("Conflict: database is locked (injected)"),
+        503 => HttpResponse::ServiceUnavailable()
+            .insert_header(("Retry-After", retry.to_string()))
+            .content_type("text/plain")
+            .body("Unable to connect to any rack controller (injected)"),
+        5030 => text(503, "Power problem (injected)"),
+        _ => text(500, "Internal server error (injected)"),
+    })
+}
+
+async fn corrupt_list(resp: HttpResponse, state: &SimState) -> HttpResponse {
+    let (truncate, garbage) = {
+        let mut g = state.faults.lock();
+        let (f, rng) = &mut *g;
+        if f.scope.as_deref().is_some_and(|s| s != "all" && s != "list") {
+            return resp;
+        }
+        let t = f.truncate_list_rate > 0.0 && rng.gen_bool(f.truncate_list_rate.clamp(0.0, 1.0));
+        let g = f.garbage_list_rate > 0.0 && rng.gen_bool(f.garbage_list_rate.clamp(0.0, 1.0));
+        (t, g)
+    };
+    if garbage {
+        return json_body(200, "<!DOCTYPE html><html>Bad gateway (injected)</html>");
+    }
+    if !truncate {
+        return resp;
+    }
+    match actix_web::body::to_bytes(resp.into_body()).await {
+        Ok(b) => json_body(200, b.slice(..b.len() / 2)),
+        Err(_) => json_body(200, "["),
+    }
+}
+
+fn reply(state: &SimState, w: &mut World, r: Reply, v1: bool) -> HttpResponse {
+    let _ = state;
+    match r {
+        Reply::Machine(i) => {
+            if v1 {
+                json_body(200, node_v1(&w.machines[i]).to_string())
+            } else {
+                json_body(200, Bytes::from(machine_v2(&mut w.machines[i]).as_bytes().to_vec()))
+            }
+        }
+        Reply::Json(s) => json_body(200, s),
+        Reply::Error { code, body, json } => {
+            if json {
+                json_body(code, body)
+            } else {
+                text(code, body)
+            }
+        }
+    }
+}
+
+fn whoami(state: &SimState) -> HttpResponse {
+    json_body(
+        200,
+        serde_json::json!({
+            "username": state.cfg.username, "email": format!("{}@example.com", state.cfg.username),
+            "is_local": true, "is_superuser": true,
+        })
+        .to_string(),
+    )
+}
+
+fn version() -> HttpResponse {
+    json_body(
+        200,
+        serde_json::json!({
+            "capabilities": ["networks-management", "static-ipaddresses", "ipv6-deployment-ubuntu",
+                "devices-management", "storage-deployment-ubuntu", "network-deployment-ubuntu",
+                "bridging-interface-ubuntu", "bridging-automatic-ubuntu", "authenticate-api"],
+            "version": "3.4.10 (maas-sim)", "subversion": "",
+        })
+        .to_string(),
+    )
+}
+
+fn dispatch_v2(call: &Call, state: &SimState) -> HttpResponse {
+    if !call.rest.is_empty() && !call.rest.ends_with('/') {
+        return unknown_endpoint(&call.full_path);
+    }
+    let segs: Vec<&str> = call.rest.trim_end_matches('/').split('/').collect();
+    let user = state.cfg.username.as_str();
+    let m = call.method.as_str();
+    let op = call.op.as_deref();
+    let mut w = state.world.lock();
+    w.advance(Instant::now());
+    let record = |w: &mut World, sid: Option<&str>, resp: &HttpResponse| {
+        if m != "GET" || !resp.status().is_success() {
+            w.record(m, &call.full_path, op.unwrap_or(""), sid, &call.form, resp.status().as_u16());
+        }
+    };
+    match segs.as_slice() {
+        ["version"] if m == "GET" => version(),
+        ["users"] if m == "GET" && op == Some("whoami") => whoami(state),
+        ["machines"] | ["nodes"] => {
+            let resp = match (m, op) {
+                ("GET", None) => list_v2(call, &mut w, None),
+                ("GET", Some("list_allocated")) if segs[0] == "machines" => {
+                    list_v2(call, &mut w, Some(user))
+                }
+                ("POST", Some("allocate")) if segs[0] == "machines" => {
+                    let Some(sid) = call.param("system_id").map(str::to_string) else {
+                        let resp = text(409, "No machine available.");
+                        record(&mut w, None, &resp);
+                        return resp;
+                    };
+                    let r = w.allocate(&sid, user);
+                    let resp = reply(state, &mut w, r, false);
+                    record(&mut w, Some(&sid), &resp);
+                    return resp;
+                }
+                _ => signature(m, op),
+            };
+            record(&mut w, None, &resp);
+            resp
+        }
+        ["machines" | "nodes", id] => {
+            let sid = id.to_string();
+            let Some(i) = w.find(&sid) else {
+                let resp = text(404, "No Machine matches the given query.");
+                record(&mut w, Some(&sid), &resp);
+                return resp;
+            };
+            let r = match (m, op) {
+                ("GET", None) => Reply::Machine(i),
+                ("GET", Some("query_power_state")) => {
+                    Reply::Json(serde_json::json!({"state": w.machines[i].power_state.as_str()}).to_string())
+                }
+                ("PUT", None) => w.update(i, &call.form),
+                ("POST", Some(o)) if segs[0] == "machines" || matches!(o, "power_on" | "power_off" | "set_workload_annotations" | "set_owner_data") => {
+                    match o {
+                        "commission" => w.commission(i),
+                        "deploy" => w.deploy(i, user, &call.form),
+                        "power_on" => w.power_on(i, user),
+                        "power_off" => w.power_off(i, user),
+                        "release" => w.release(i, user),
+                        "abort" => w.abort(i, user),
+                        "mark_broken" => w.mark_broken(i, user),
+                        "mark_fixed" => w.mark_fixed(i),
+                        "set_workload_annotations" | "set_owner_data" => w.set_annotations(i, user, &call.form),
+                        _ => {
+                            let resp = signature(m, op);
+                            record(&mut w, Some(&sid), &resp);
+                            return resp;
+                        }
+                    }
+                }
+                _ => {
+                    let resp = signature(m, op);
+                    record(&mut w, Some(&sid), &resp);
+                    return resp;
+                }
+            };
+            let resp = reply(state, &mut w, r, false);
+            record(&mut w, Some(&sid), &resp);
+            resp
+        }
+        ["nodes", id, "interfaces"] if m == "GET" => {
+            let Some(i) = w.find(id) else {
+                return text(404, "No Node matches the given query.");
+            };
+            let body = machine_v2(&mut w.machines[i]);
+            let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+            json_body(200, v["interface_set"].to_string())
+        }
+        ["nodes", id, "interfaces", iface] => {
+            let sid = id.to_string();
+            let Some(i) = w.find(&sid) else {
+                let resp = text(404, "No Node matches the given query.");
+                record(&mut w, Some(&sid), &resp);
+                return resp;
+            };
+            let resp = match (m, op, iface.parse::<i64>()) {
+                ("POST", Some(o @ ("link_subnet" | "unlink_subnet")), Ok(iid)) => {
+                    let r = w.link_subnet(i, iid, o, &call.form);
+                    reply(state, &mut w, r, false)
+                }
+                (_, _, Err(_)) => text(404, "No Interface matches the given query."),
+                _ => signature(m, op),
+            };
+            record(&mut w, Some(&sid), &resp);
+            resp
+        }
+        ["events"] if m == "GET" && op == Some("query") => events_query(call, &w),
+        ["events"] => signature(m, op),
+        _ => unknown_endpoint(&call.full_path),
+    }
+}
+
+/// Constraint names `GET machines/` accepts (each also as `not_<name>`).
+const LIST_FILTERS: &[&str] = &[
+    "id", "hostname", "mac_address", "domain", "zone", "pool", "agent_name", "owner", "tags", "power_state", "status",
+];
+
+fn list_v2(call: &Call, w: &mut World, only_owner: Option<&str>) -> HttpResponse {
+    let mut filters: Vec<(&str, bool, Vec<&str>)> = Vec::new();
+    for (k, v) in &call.query {
+        if k == "op" {
+            continue;
+        }
+        let (name, negate) = match k.strip_prefix("not_") {
+            Some(n) => (n, true),
+            None => (k.as_str(), false),
+        };
+        if !LIST_FILTERS.contains(&name) {
+            return json_body(400, serde_json::json!({ k: ["No such constraint."] }).to_string());
+        }
+        if name == "zone" && !w.zones.contains(v) {
+            return json_body(400, serde_json::json!({ "zone": [format!("No such zone(s): {v}.")] }).to_string());
+        }
+        if name == "pool" && !w.pools.contains(v) {
+            return json_body(400, serde_json::json!({ "pool": [format!("No such pool(s): {v}.")] }).to_string());
+        }
+        if name == "status" && NodeStatus::from_api_name(v).is_none() {
+            return json_body(
+                400,
+                serde_json::json!({ "status": [format!("Select a valid choice. {v} is not one of the available choices.")] })
+                    .to_string(),
+            );
+        }
+        match filters.iter_mut().find(|(n, neg, _)| *n == name && *neg == negate) {
+            Some(f) => f.2.push(v),
+            None => filters.push((name, negate, vec![v])),
+        }
+    }
+    let mut parts: Vec<Arc<str>> = Vec::new();
+    for m in w.machines.iter_mut() {
+        if only_owner.is_some() && (m.status != NodeStatus::Allocated || m.owner.as_deref() != only_owner) {
+            continue;
+        }
+        let ok = filters.iter().all(|(name, negate, vals)| {
+            let hit = |v: &str| match *name {
+                "id" => m.system_id == v,
+                "hostname" => m.hostname == v || m.fqdn() == v,
+                "mac_address" => m.interfaces.iter().any(|i| i.mac.eq_ignore_ascii_case(v)),
+                "domain" => m.domain == v,
+                "zone" => m.zone == v,
+                "pool" => m.pool == v,
+                "owner" => m.owner.as_deref() == Some(v),
+                "tags" => m.tags.iter().any(|t| t == v),
+                "power_state" => m.power_state.as_str() == v,
+                "status" => m.status.api_name() == Some(v),
+                _ => false,
+            };
+            let any = if *name == "tags" { vals.iter().all(|v| hit(v)) } else { vals.iter().any(|v| hit(v)) };
+            any != *negate
+        });
+        if ok {
+            parts.push(machine_v2(m));
+        }
+    }
+    let total: usize = parts.iter().map(|p| p.len() + 1).sum::<usize>() + 2;
+    let mut out = Vec::with_capacity(total);
+    out.push(b'[');
+    for (n, p) in parts.iter().enumerate() {
+        if n > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(p.as_bytes());
+    }
+    out.push(b']');
+    json_body(200, out)
+}
+
+fn events_query(call: &Call, w: &World) -> HttpResponse {
+    let after = call.param("after").map(|v| v.parse::<i64>());
+    let before = call.param("before").map(|v| v.parse::<i64>());
+    if after.is_some() && before.is_some() {
+        return text(400, "There is undetermined behaviour when both `after` and `before` are specified.");
+    }
+    let (Ok(after), Ok(before)) = (after.transpose(), before.transpose()) else {
+        return text(400, "Invalid after/before: must be an integer.");
+    };
+    let limit = match call.param("limit").map(|v| v.parse::<usize>()) {
+        None => 100,
+        Some(Ok(n)) if n > 1000 => {
+            return text(400, format!("Requested number of events {n} is greater than limit: 1000"));
+        }
+        Some(Ok(n)) => n,
+        Some(Err(_)) => return text(400, "Invalid limit: must be an integer."),
+    };
+    let level = call.param("level").unwrap_or("INFO");
+    let Some(min) = Event::level_rank(level) else {
+        return text(400, format!("Unrecognised log level: {level}"));
+    };
+    let ids: Vec<&str> = call.query.iter().filter(|(k, _)| k == "id").map(|(_, v)| v.as_str()).collect();
+    let hostnames: Vec<&str> = call.query.iter().filter(|(k, _)| k == "hostname").map(|(_, v)| v.as_str()).collect();
+    let zones: Vec<&str> = call.query.iter().filter(|(k, _)| k == "zone").map(|(_, v)| v.as_str()).collect();
+    let keep = |e: &&Event| {
+        Event::level_rank(e.level).unwrap_or(0) >= min
+            && (ids.is_empty() || ids.contains(&e.node.as_str()))
+            && (hostnames.is_empty() || hostnames.contains(&e.hostname.as_str()))
+            && (zones.is_empty() || zones.contains(&e.zone.as_str()))
+    };
+    let mut page: Vec<&Event> = match (after, before) {
+        (Some(a), _) => w.events.iter().filter(|e| e.id > a).filter(keep).take(limit).collect(),
+        (_, Some(b)) => w.events.iter().rev().filter(|e| e.id < b).filter(keep).take(limit).collect(),
+        _ => w.events.iter().rev().filter(keep).take(limit).collect(),
+    };
+    page.sort_by(|a, b| b.id.cmp(&a.id));
+    let base = format!("/MAAS/api/2.0/events/?op=query&level={level}&limit={limit}");
+    let next_uri = match page.first() {
+        Some(e) => format!("{base}&after={}", e.id),
+        None => base.clone(),
+    };
+    let prev_uri = match page.last() {
+        Some(e) => format!("{base}&before={}", e.id),
+        None => base,
+    };
+    json_body(
+        200,
+        serde_json::json!({ "count": page.len(), "events": page, "next_uri": next_uri, "prev_uri": prev_uri }).to_string(),
+    )
+}
+
+fn dispatch_v1(call: &Call, state: &SimState) -> HttpResponse {
+    if !call.rest.is_empty() && !call.rest.ends_with('/') {
+        return unknown_endpoint(&call.full_path);
+    }
+    let segs: Vec<&str> = call.rest.trim_end_matches('/').split('/').collect();
+    let user = state.cfg.username.as_str();
+    let m = call.method.as_str();
+    let op = call.op.as_deref();
+    let mut w = state.world.lock();
+    w.advance(Instant::now());
+    let record = |w: &mut World, sid: Option<&str>, resp: &HttpResponse| {
+        if m != "GET" || !resp.status().is_success() {
+            w.record(m, &call.full_path, op.unwrap_or(""), sid, &call.form, resp.status().as_u16());
+        }
+    };
+    match segs.as_slice() {
+        ["version"] if m == "GET" => json_body(200, r#"{"capabilities":[],"version":"1.9.5 (maas-sim)"}"#),
+        ["users"] if m == "GET" && op == Some("whoami") => whoami(state),
+        ["nodes"] => match (m, op) {
+            ("GET", Some("list")) => {
+                let list: Vec<serde_json::Value> = w.machines.iter().map(node_v1).collect();
+                json_body(200, serde_json::Value::Array(list).to_string())
+            }
+            ("POST", Some("acquire")) => {
+                let name = call.param("name").unwrap_or("").to_string();
+                let found = w.machines.iter().position(|x| {
+                    (name.is_empty() || x.hostname == name || x.fqdn() == name)
+                        && x.status == NodeStatus::Ready
+                        && x.owner.is_none()
+                });
+                let resp = match found {
+                    Some(i) => {
+                        let sid = w.machines[i].system_id.clone();
+                        let r = w.allocate(&sid, user);
+                        let resp = reply(state, &mut w, r, true);
+                        record(&mut w, Some(&sid), &resp);
+                        return resp;
+                    }
+                    None => text(409, format!("No available node matches constraints: name={name}")),
+                };
+                record(&mut w, None, &resp);
+                resp
+            }
+            _ => {
+                let resp = signature(m, op);
+                record(&mut w, None, &resp);
+                resp
+            }
+        },
+        ["nodes", id] => {
+            let sid = id.to_string();
+            let Some(i) = w.find(&sid) else {
+                let resp = text(404, "Not Found");
+                record(&mut w, Some(&sid), &resp);
+                return resp;
+            };
+            let r = match (m, op) {
+                ("GET", None) => Reply::Machine(i),
+                ("PUT", None) => w.update(i, &call.form),
+                ("POST", Some("commission")) => w.commission(i),
+                ("POST", Some("start")) => {
+                    if w.machines[i].status == NodeStatus::Allocated {
+                        w.deploy(i, user, &call.form)
+                    } else if w.machines[i].status == NodeStatus::Deployed {
+                        w.power_on(i, user)
+                    } else {
+                        err(409, format!("Node cannot be started in its current state ('{}').", w.machines[i].status.label()))
+                    }
+                }
+                ("POST", Some("stop")) => w.power_off(i, user),
+                ("POST", Some("release")) => w.release(i, user),
+                ("POST", Some("abort_operation")) => w.abort(i, user),
+                ("POST", Some("mark_broken")) => w.mark_broken(i, user),
+                ("POST", Some("mark_fixed")) => w.mark_fixed(i),
+                _ => {
+                    let resp = signature(m, op);
+                    record(&mut w, Some(&sid), &resp);
+                    return resp;
+                }
+            };
+            let resp = reply(state, &mut w, r, true);
+            record(&mut w, Some(&sid), &resp);
+            resp
+        }
+        ["nodes", id, "interfaces", iface] => {
+            let sid = id.to_string();
+            let Some(i) = w.find(&sid) else {
+                return text(404, "Not Found");
+            };
+            let resp = match (m, op, iface.parse::<i64>()) {
+                ("POST", Some(o @ ("link_subnet" | "unlink_subnet")), Ok(iid)) => {
+                    let r = w.link_subnet(i, iid, o, &call.form);
+                    reply(state, &mut w, r, true)
+                }
+                _ => signature(m, op),
+            };
+            record(&mut w, Some(&sid), &resp);
+            resp
+        }
+        _ => unknown_endpoint(&call.full_path),
+    }
+}
+
+pub fn json_response(code: u16, body: impl Into<Bytes>) -> HttpResponse {
+    json_body(code, body)
+}

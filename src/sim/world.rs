@@ -1,0 +1,741 @@
+//! The simulated region's state: machines, their timed transitions, the operation log
+//! and the event log. No HTTP here: [`super::server`] turns requests into calls on
+//! [`World`] and its answers into responses, so the MAAS rules read in one place.
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+use serde::Serialize;
+
+use crate::maas::{NodeStatus, PowerState};
+
+/// Timings and failure rates of the simulated region.
+#[derive(Debug, Clone, Serialize)]
+pub struct Timings {
+    pub commission: Duration,
+    pub deploy: Duration,
+    pub release: Duration,
+    /// Probability that a commissioning ends in Failed commissioning.
+    pub fail_commission: f64,
+    /// Probability that a deployment ends in Failed deployment.
+    pub fail_deploy: f64,
+}
+
+impl Default for Timings {
+    fn default() -> Self {
+        Timings {
+            commission: Duration::from_secs(2),
+            deploy: Duration::from_secs(3),
+            release: Duration::from_secs(1),
+            fail_commission: 0.0,
+            fail_deploy: 0.0,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SimLink {
+    pub id: i64,
+    pub mode: String,
+    pub subnet: Option<String>,
+    pub ip_address: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SimInterface {
+    pub id: i64,
+    pub name: String,
+    pub mac: String,
+    pub links: Vec<SimLink>,
+}
+
+/// One simulated machine.
+#[derive(Debug, Clone, Serialize)]
+pub struct SimMachine {
+    pub system_id: String,
+    pub hostname: String,
+    pub domain: String,
+    pub zone: String,
+    pub pool: String,
+    pub status: NodeStatus,
+    pub status_message: Option<String>,
+    pub power_state: PowerState,
+    pub power_type: String,
+    pub power_parameters: BTreeMap<String, String>,
+    pub owner: Option<String>,
+    pub interfaces: Vec<SimInterface>,
+    pub tags: Vec<String>,
+    pub annotations: BTreeMap<String, String>,
+    pub osystem: String,
+    pub distro_series: String,
+    pub locked: bool,
+    /// Commissioned at least once: a release then ends Ready, not New.
+    pub commissioned: bool,
+    /// The status before `mark_broken`, so `mark_fixed` can go back to Deployed.
+    #[serde(skip)]
+    pub broken_from: Option<NodeStatus>,
+    /// Force the next commissioning/deployment to fail (scenarios, demo).
+    pub fail_next_commission: bool,
+    pub fail_next_deploy: bool,
+    #[serde(skip)]
+    pub(crate) pending: Option<(Instant, NodeStatus)>,
+    #[serde(skip)]
+    pub(crate) generation: u64,
+    #[serde(skip)]
+    pub(crate) cache: Option<Arc<str>>,
+}
+
+impl SimMachine {
+    pub fn new(system_id: &str, hostname: &str, index: usize) -> Self {
+        let a = (index >> 8) as u8;
+        let b = index as u8;
+        SimMachine {
+            system_id: system_id.to_string(),
+            hostname: hostname.to_string(),
+            domain: "maas".into(),
+            zone: "default".into(),
+            pool: "default".into(),
+            status: NodeStatus::New,
+            status_message: None,
+            power_state: PowerState::Off,
+            power_type: "virsh".into(),
+            power_parameters: BTreeMap::new(),
+            owner: None,
+            interfaces: vec![
+                SimInterface {
+                    id: (index as i64) * 2 + 1,
+                    name: "eth0".into(),
+                    mac: format!("52:54:00:{:02x}:{a:02x}:{b:02x}", (index >> 16) as u8),
+                    links: vec![SimLink {
+                        id: (index as i64) * 2 + 1,
+                        mode: "auto".into(),
+                        subnet: Some("10.20.0.0/16".into()),
+                        ip_address: None,
+                    }],
+                },
+                SimInterface {
+                    id: (index as i64) * 2 + 2,
+                    name: "eth1".into(),
+                    mac: format!("52:54:01:{:02x}:{a:02x}:{b:02x}", (index >> 16) as u8),
+                    links: vec![],
+                },
+            ],
+            tags: vec![],
+            annotations: BTreeMap::new(),
+            osystem: String::new(),
+            distro_series: String::new(),
+            locked: false,
+            commissioned: false,
+            broken_from: None,
+            fail_next_commission: false,
+            fail_next_deploy: false,
+            pending: None,
+            generation: 0,
+            cache: None,
+        }
+    }
+
+    /// Addresses MAAS would list: configured link addresses.
+    pub fn ip_addresses(&self) -> Vec<String> {
+        self.interfaces
+            .iter()
+            .flat_map(|i| i.links.iter())
+            .filter_map(|l| l.ip_address.clone())
+            .collect()
+    }
+
+    pub fn fqdn(&self) -> String {
+        format!("{}.{}", self.hostname, self.domain)
+    }
+}
+
+/// One entry of the operation log: a request that changed state or was refused.
+#[derive(Debug, Clone, Serialize)]
+pub struct OpRecord {
+    pub seq: u64,
+    /// Milliseconds since the simulator started.
+    pub at_ms: u64,
+    pub method: String,
+    pub path: String,
+    pub op: String,
+    pub system_id: Option<String>,
+    pub params: Vec<(String, String)>,
+    /// The machine's status when the request arrived.
+    pub status_before: Option<String>,
+    /// The HTTP status returned.
+    pub http_status: u16,
+}
+
+/// One MAAS event, as `events/?op=query` returns it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Event {
+    pub username: String,
+    pub node: String,
+    pub hostname: String,
+    pub id: i64,
+    pub level: &'static str,
+    pub created: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub description: String,
+    #[serde(skip)]
+    pub zone: String,
+}
+
+impl Event {
+    pub fn level_rank(level: &str) -> Option<u8> {
+        Some(match level.to_ascii_uppercase().as_str() {
+            "DEBUG" => 10,
+            "INFO" => 20,
+            "AUDIT" => 0,
+            "WARNING" => 30,
+            "ERROR" => 40,
+            "CRITICAL" => 50,
+            _ => return None,
+        })
+    }
+}
+
+/// An answer to an API call, independent of HTTP.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Reply {
+    /// 200 with this machine rendered as JSON.
+    Machine(usize),
+    /// 200 with a literal JSON body.
+    Json(String),
+    /// An error: code and body; `json` when MAAS sends a validation dict.
+    Error { code: u16, body: String, json: bool },
+}
+
+pub(crate) fn err(code: u16, body: impl Into<String>) -> Reply {
+    Reply::Error {
+        code,
+        body: body.into(),
+        json: false,
+    }
+}
+
+pub(crate) fn json_err(code: u16, field: &str, msg: &str) -> Reply {
+    Reply::Error {
+        code,
+        body: serde_json::json!({ field: [msg] }).to_string(),
+        json: true,
+    }
+}
+
+/// The whole simulated region.
+pub struct World {
+    pub machines: Vec<SimMachine>,
+    pub index: HashMap<String, usize>,
+    pub zones: Vec<String>,
+    pub pools: Vec<String>,
+    pub timings: Timings,
+    pub ops: Vec<OpRecord>,
+    pub events: Vec<Event>,
+    pub started: Instant,
+    pub rng: SmallRng,
+    heap: BinaryHeap<Reverse<(Instant, u64, usize)>>,
+    seq: u64,
+    next_event_id: i64,
+}
+
+impl World {
+    pub fn new(machines: Vec<SimMachine>, timings: Timings, seed: u64) -> Self {
+        let mut w = World {
+            index: HashMap::new(),
+            zones: vec!["default".into()],
+            pools: vec!["default".into()],
+            machines: Vec::new(),
+            timings,
+            ops: Vec::new(),
+            events: Vec::new(),
+            started: Instant::now(),
+            rng: SmallRng::seed_from_u64(seed),
+            heap: BinaryHeap::new(),
+            seq: 0,
+            next_event_id: 1,
+        };
+        for m in machines {
+            w.add(m);
+        }
+        w
+    }
+
+    pub fn add(&mut self, m: SimMachine) {
+        if !self.zones.contains(&m.zone) {
+            self.zones.push(m.zone.clone());
+        }
+        if !self.pools.contains(&m.pool) {
+            self.pools.push(m.pool.clone());
+        }
+        self.index.insert(m.system_id.clone(), self.machines.len());
+        self.machines.push(m);
+    }
+
+    pub fn find(&self, system_id: &str) -> Option<usize> {
+        self.index.get(system_id).copied()
+    }
+
+    /// Apply every transition due by `now`, in time order (events keep that order).
+    pub fn advance(&mut self, now: Instant) {
+        while let Some(Reverse((due, gen, i))) = self.heap.peek().copied() {
+            if due > now {
+                break;
+            }
+            self.heap.pop();
+            let m = &self.machines[i];
+            if m.generation != gen {
+                continue;
+            }
+            if let Some((_, to)) = m.pending {
+                self.finish_transition(i, to);
+            }
+        }
+    }
+
+    fn finish_transition(&mut self, i: usize, to: NodeStatus) {
+        let m = &mut self.machines[i];
+        m.pending = None;
+        match to {
+            NodeStatus::Ready if m.status == NodeStatus::Commissioning => {
+                m.commissioned = true;
+                m.power_state = PowerState::Off;
+                m.status_message = Some("Ready".into());
+            }
+            NodeStatus::FailedCommissioning => {
+                m.power_state = PowerState::Off;
+                m.status_message = Some("Failed commissioning".into());
+            }
+            NodeStatus::Deployed => {
+                m.status_message = Some("Deployed".into());
+                // A deployed machine has a configured address.
+                if let Some(l) = m.interfaces.first_mut().and_then(|i| i.links.first_mut()) {
+                    if l.ip_address.is_none() {
+                        l.ip_address = Some(format!("10.20.{}.{}", (i >> 8) & 0xff, (i & 0xff).max(1)));
+                    }
+                }
+            }
+            NodeStatus::FailedDeployment => {
+                m.status_message = Some("Failed deployment".into());
+            }
+            NodeStatus::Ready | NodeStatus::New => {
+                // End of a release.
+                m.status_message = Some("Released".into());
+                m.power_state = PowerState::Off;
+            }
+            _ => {}
+        }
+        self.set_status(i, to, None);
+    }
+
+    /// Change status and log MAAS's `Node changed status` event.
+    pub fn set_status(&mut self, i: usize, to: NodeStatus, to_user: Option<&str>) {
+        let m = &mut self.machines[i];
+        let from = m.status;
+        m.status = to;
+        m.cache = None;
+        if from == to {
+            return;
+        }
+        let mut description = format!("From '{}' to '{}'", from.label(), to.label());
+        if let Some(u) = to_user {
+            description.push_str(&format!(" (to {u})"));
+        }
+        let (node, hostname, zone) = (m.system_id.clone(), m.hostname.clone(), m.zone.clone());
+        self.push_event(node, hostname, zone, "DEBUG", "Node changed status", description, "unknown");
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub fn push_event(
+        &mut self,
+        node: String,
+        hostname: String,
+        zone: String,
+        level: &'static str,
+        kind: &str,
+        description: String,
+        username: &str,
+    ) {
+        let id = self.next_event_id;
+        self.next_event_id += 1;
+        self.events.push(Event {
+            username: username.into(),
+            node,
+            hostname,
+            id,
+            level,
+            created: maas_time(SystemTime::now()),
+            kind: kind.into(),
+            description,
+            zone,
+        });
+    }
+
+    /// Skip event ids, as a feed gap (fault injection).
+    pub fn skip_event_ids(&mut self, n: i64) {
+        self.next_event_id += n;
+    }
+
+    pub fn schedule(&mut self, i: usize, after: Duration, to: NodeStatus) {
+        let due = Instant::now() + after;
+        let m = &mut self.machines[i];
+        m.generation += 1;
+        m.pending = Some((due, to));
+        self.heap.push(Reverse((due, m.generation, i)));
+    }
+
+    fn cancel(&mut self, i: usize) {
+        let m = &mut self.machines[i];
+        m.generation += 1;
+        m.pending = None;
+    }
+
+    pub fn record(&mut self, method: &str, path: &str, op: &str, system_id: Option<&str>, params: &[(String, String)], http_status: u16) {
+        self.seq += 1;
+        let status_before = system_id
+            .and_then(|s| self.find(s))
+            .map(|i| self.machines[i].status.label().to_string());
+        self.ops.push(OpRecord {
+            seq: self.seq,
+            at_ms: self.started.elapsed().as_millis() as u64,
+            method: method.into(),
+            path: path.into(),
+            op: op.into(),
+            system_id: system_id.map(str::to_string),
+            params: params
+                .iter()
+                .map(|(k, v)| {
+                    let v = if k == "user_data" { "<elided>".to_string() } else { v.clone() };
+                    (k.clone(), v)
+                })
+                .collect(),
+            status_before,
+            http_status,
+        });
+    }
+
+    fn can_edit(&self, i: usize, user: &str) -> bool {
+        let m = &self.machines[i];
+        !m.locked && m.owner.as_deref().is_none_or(|o| o == user)
+    }
+
+    // ---- operations (API 2.0 semantics; 1.0 maps onto these) ----
+
+    pub fn commission(&mut self, i: usize) -> Reply {
+        use NodeStatus::*;
+        let m = &self.machines[i];
+        if m.locked {
+            return err(403, "");
+        }
+        if !matches!(m.status, New | FailedCommissioning | Missing | Ready | Broken | Testing | FailedTesting) {
+            return json_err(400, "__all__", "Commission is not available because of the current state of the node.");
+        }
+        if m.power_type.is_empty() {
+            return err(500, "Unconfigured power type. Please configure the power type and try again.");
+        }
+        let fail = m.fail_next_commission || self.rng.gen_bool(self.timings.fail_commission.clamp(0.0, 1.0));
+        let m = &mut self.machines[i];
+        m.fail_next_commission = false;
+        m.power_state = PowerState::On;
+        m.status_message = Some("Commissioning".into());
+        let to = if fail { FailedCommissioning } else { Ready };
+        self.set_status(i, Commissioning, None);
+        let t = self.timings.commission;
+        self.schedule(i, t, to);
+        Reply::Machine(i)
+    }
+
+    pub fn allocate(&mut self, system_id: &str, user: &str) -> Reply {
+        let Some(i) = self.find(system_id) else {
+            return err(409, format!("No machine with system ID {system_id} available."));
+        };
+        let m = &self.machines[i];
+        if m.status != NodeStatus::Ready || m.locked || m.owner.as_deref().is_some_and(|o| o != user) {
+            return err(409, format!("No machine with system ID {system_id} available."));
+        }
+        self.do_allocate(i, user);
+        Reply::Machine(i)
+    }
+
+    fn do_allocate(&mut self, i: usize, user: &str) {
+        let m = &mut self.machines[i];
+        m.owner = Some(user.to_string());
+        m.status_message = None;
+        self.set_status(i, NodeStatus::Allocated, Some(user));
+        let (n, h, z) = {
+            let m = &self.machines[i];
+            (m.system_id.clone(), m.hostname.clone(), m.zone.clone())
+        };
+        self.push_event(n, h, z, "DEBUG", "User acquiring node", "(admin)".into(), user);
+    }
+
+    pub fn deploy(&mut self, i: usize, user: &str, params: &[(String, String)]) -> Reply {
+        use NodeStatus::*;
+        if !self.can_edit(i, user) {
+            return err(403, "");
+        }
+        let status = self.machines[i].status;
+        if status == Ready {
+            self.do_allocate(i, user);
+        } else if status != Allocated {
+            return err(409, format!("Can't deploy a machine that is in the '{}' state", status.label()));
+        }
+        let series = params
+            .iter()
+            .find(|(k, _)| k == "distro_series")
+            .map(|(_, v)| v.rsplit('/').next().unwrap_or(v).to_string())
+            .unwrap_or_else(|| "jammy".into());
+        let fail = self.machines[i].fail_next_deploy || self.rng.gen_bool(self.timings.fail_deploy.clamp(0.0, 1.0));
+        let m = &mut self.machines[i];
+        m.fail_next_deploy = false;
+        m.osystem = "ubuntu".into();
+        m.distro_series = series;
+        m.power_state = PowerState::On;
+        m.status_message = Some("Deploying".into());
+        self.set_status(i, Deploying, None);
+        let t = self.timings.deploy;
+        self.schedule(i, t, if fail { FailedDeployment } else { Deployed });
+        Reply::Machine(i)
+    }
+
+    pub fn power_off(&mut self, i: usize, user: &str) -> Reply {
+        if !self.can_edit(i, user) {
+            return err(403, "");
+        }
+        let m = &mut self.machines[i];
+        if m.power_type == "manual" {
+            // MAAS answers `null` when the power driver cannot act.
+            return Reply::Json("null".into());
+        }
+        m.power_state = PowerState::Off;
+        m.cache = None;
+        Reply::Machine(i)
+    }
+
+    pub fn power_on(&mut self, i: usize, user: &str) -> Reply {
+        if !self.can_edit(i, user) {
+            return err(403, "");
+        }
+        let m = &mut self.machines[i];
+        if m.owner.is_none() {
+            return err(409, "Can't start node: it hasn't been allocated.");
+        }
+        if m.power_type == "manual" {
+            return Reply::Json("null".into());
+        }
+        m.power_state = PowerState::On;
+        m.cache = None;
+        Reply::Machine(i)
+    }
+
+    pub fn release(&mut self, i: usize, user: &str) -> Reply {
+        use NodeStatus::*;
+        if !self.can_edit(i, user) {
+            return err(403, "");
+        }
+        let status = self.machines[i].status;
+        match status {
+            Ready | Releasing => return Reply::Machine(i),
+            Allocated | Reserved | Broken | Deploying | Deployed | FailedDeployment | FailedDiskErasing
+            | FailedReleasing => {}
+            other => {
+                return err(409, format!("Machine cannot be released in its current state ('{}').", other.label()))
+            }
+        }
+        self.cancel(i);
+        let m = &mut self.machines[i];
+        m.owner = None;
+        m.annotations.clear();
+        m.osystem.clear();
+        m.distro_series.clear();
+        m.status_message = Some("Releasing".into());
+        for l in m.interfaces.iter_mut().flat_map(|i| i.links.iter_mut()) {
+            l.ip_address = None;
+        }
+        let to = if m.commissioned { Ready } else { New };
+        self.set_status(i, Releasing, None);
+        let t = self.timings.release;
+        self.schedule(i, t, to);
+        Reply::Machine(i)
+    }
+
+    pub fn abort(&mut self, i: usize, user: &str) -> Reply {
+        use NodeStatus::*;
+        if !self.can_edit(i, user) {
+            return err(403, "");
+        }
+        let status = self.machines[i].status;
+        let to = match status {
+            Commissioning => New,
+            Deploying => Allocated,
+            DiskErasing => FailedDiskErasing,
+            Testing => FailedTesting,
+            other => return err(409, format!("Cannot abort in current state: {}", other.label())),
+        };
+        self.cancel(i);
+        // MAAS answers with the machine still in the old status; the next read shows the new one.
+        let m = &mut self.machines[i];
+        m.status_message = Some(format!("Aborted {}", status.label().to_ascii_lowercase()));
+        m.cache = None;
+        let body = super::render::machine_v2(m);
+        self.set_status(i, to, None);
+        Reply::Json(body.to_string())
+    }
+
+    pub fn mark_broken(&mut self, i: usize, user: &str) -> Reply {
+        let m = &self.machines[i];
+        if m.owner.as_deref() != Some(user) || m.locked {
+            return err(403, "");
+        }
+        self.cancel(i);
+        let m = &mut self.machines[i];
+        m.broken_from = Some(m.status);
+        self.set_status(i, NodeStatus::Broken, None);
+        Reply::Machine(i)
+    }
+
+    pub fn mark_fixed(&mut self, i: usize) -> Reply {
+        let m = &mut self.machines[i];
+        if m.status != NodeStatus::Broken {
+            return err(409, "Can't mark a non-broken node as 'Ready'.");
+        }
+        let to = if m.broken_from == Some(NodeStatus::Deployed) {
+            NodeStatus::Deployed
+        } else {
+            NodeStatus::Ready
+        };
+        m.broken_from = None;
+        self.set_status(i, to, None);
+        Reply::Machine(i)
+    }
+
+    pub fn set_annotations(&mut self, i: usize, user: &str, params: &[(String, String)]) -> Reply {
+        let m = &mut self.machines[i];
+        if m.owner.as_deref() != Some(user) {
+            return err(409, "Cannot set workload annotation: it hasn't been acquired.");
+        }
+        if m.locked {
+            return err(403, "");
+        }
+        for (k, v) in params {
+            if v.is_empty() {
+                m.annotations.remove(k);
+            } else {
+                m.annotations.insert(k.clone(), v.clone());
+            }
+        }
+        m.cache = None;
+        Reply::Machine(i)
+    }
+
+    /// `PUT machines/{id}/`: hostname, zone, pool, power type and parameters.
+    pub fn update(&mut self, i: usize, params: &[(String, String)]) -> Reply {
+        if self.machines[i].locked {
+            return err(403, "");
+        }
+        for (k, v) in params {
+            if k == "hostname" {
+                let label = v.split('.').next().unwrap_or("");
+                let ok = !label.is_empty()
+                    && label.len() <= 63
+                    && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+                    && !label.starts_with('-');
+                if !ok {
+                    return json_err(400, "hostname", &format!("Label contains disallowed characters: '{label}'."));
+                }
+                if self.machines.iter().enumerate().any(|(j, m)| j != i && m.hostname == label) {
+                    return json_err(400, "hostname", "Node with this Hostname already exists.");
+                }
+            }
+            if k == "zone" && !self.zones.contains(v) {
+                return json_err(400, "zone", &format!("Select a valid choice. {v} is not one of the available choices."));
+            }
+        }
+        let m = &mut self.machines[i];
+        for (k, v) in params {
+            match k.as_str() {
+                "hostname" => m.hostname = v.split('.').next().unwrap_or(v).to_string(),
+                "zone" => m.zone = v.clone(),
+                "pool" => m.pool = v.clone(),
+                "power_type" => m.power_type = v.clone(),
+                other => {
+                    if let Some(p) = other.strip_prefix("power_parameters_") {
+                        m.power_parameters.insert(p.to_string(), v.clone());
+                    }
+                }
+            }
+        }
+        m.cache = None;
+        Reply::Machine(i)
+    }
+
+    pub fn link_subnet(&mut self, i: usize, iface: i64, op: &str, params: &[(String, String)]) -> Reply {
+        use NodeStatus::*;
+        let status = self.machines[i].status;
+        if !matches!(status, New | Ready | Allocated | Broken | FailedTesting) {
+            return err(409, "Cannot link subnet interface because the machine is not New, Ready, Allocated, or Broken.");
+        }
+        let get = |k: &str| params.iter().find(|(p, _)| p == k).map(|(_, v)| v.clone());
+        let m = &mut self.machines[i];
+        let Some(ifc) = m.interfaces.iter_mut().find(|f| f.id == iface) else {
+            return err(404, "No Interface matches the given query.");
+        };
+        match op {
+            "unlink_subnet" => {
+                let Some(id) = get("id").and_then(|v| v.parse::<i64>().ok()) else {
+                    return json_err(400, "id", "This field is required.");
+                };
+                let before = ifc.links.len();
+                ifc.links.retain(|l| l.id != id);
+                if ifc.links.len() == before {
+                    return json_err(400, "id", &format!("Select a valid choice. {id} is not one of the available choices."));
+                }
+            }
+            _ => {
+                let mode = get("mode").unwrap_or_default().to_ascii_lowercase();
+                if !matches!(mode.as_str(), "auto" | "dhcp" | "static" | "link_up") {
+                    return json_err(400, "mode", "Select a valid choice.");
+                }
+                let id = ifc.links.iter().map(|l| l.id).max().unwrap_or(iface * 100) + 1;
+                ifc.links.push(SimLink {
+                    id,
+                    mode,
+                    subnet: get("subnet"),
+                    ip_address: get("ip_address"),
+                });
+            }
+        }
+        m.cache = None;
+        Reply::Machine(i)
+    }
+}
+
+/// MAAS's event time format: `Tue, 24 Nov. 2026 17:47:53`.
+pub fn maas_time(t: SystemTime) -> String {
+    let secs = t.duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let rfc = humantime::format_rfc3339_seconds(SystemTime::UNIX_EPOCH + Duration::from_secs(secs)).to_string();
+    // rfc: 2026-11-24T17:47:53Z
+    let (date, time) = rfc.trim_end_matches('Z').split_once('T').unwrap_or(("1970-01-01", "00:00:00"));
+    let mut parts = date.split('-');
+    let (y, mo, d) = (parts.next().unwrap_or("1970"), parts.next().unwrap_or("01"), parts.next().unwrap_or("01"));
+    const MONTHS: [&str; 12] = ["Jan.", "Feb.", "March", "April", "May", "June", "July", "Aug.", "Sept.", "Oct.", "Nov.", "Dec."];
+    const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
+    let month = MONTHS[mo.parse::<usize>().unwrap_or(1).clamp(1, 12) - 1];
+    let weekday = DAYS[((secs / 86_400) % 7) as usize];
+    format!("{weekday}, {d} {month} {y} {time}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn maas_time_looks_like_maas() {
+        let t = SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_542_473); // 2026-11-24T17:47:53Z
+        assert_eq!(maas_time(t), "Tue, 24 Nov. 2026 17:47:53");
+    }
+}
