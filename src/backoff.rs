@@ -36,7 +36,11 @@ impl Backoff {
         self.attempt = self.attempt.saturating_add(1);
         let half = ceiling / 2;
         let spread = (ceiling - half).as_millis() as u64;
-        half + Duration::from_millis(if spread == 0 { 0 } else { rand::thread_rng().gen_range(0..=spread) })
+        half + Duration::from_millis(if spread == 0 {
+            0
+        } else {
+            rand::thread_rng().gen_range(0..=spread)
+        })
     }
 
     pub fn reset(&mut self) {
@@ -58,7 +62,10 @@ mod tests {
         let waits: Vec<Duration> = (0..8).map(|_| b.next_delay()).collect();
         for (i, w) in waits.iter().enumerate() {
             let ceiling = Duration::from_secs(1 << i.min(4)).min(Duration::from_secs(10));
-            assert!(*w >= ceiling / 2 && *w <= ceiling, "attempt {i}: {w:?} vs {ceiling:?}");
+            assert!(
+                *w >= ceiling / 2 && *w <= ceiling,
+                "attempt {i}: {w:?} vs {ceiling:?}"
+            );
         }
         assert_eq!(b.attempts(), 8);
         b.reset();

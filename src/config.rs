@@ -349,7 +349,10 @@ pub fn load_settings(src: &Sources) -> Result<Settings, ConfigError> {
             .map_err(|e| bad("--config", format!("cannot read {}: {e}", path.display())))?;
         // Parse once with the toml crate for a precise line/column on syntax errors.
         if let Err(e) = text.parse::<toml::Table>() {
-            return Err(bad("--config", format!("{} is not valid TOML: {}", path.display(), e.message())));
+            return Err(bad(
+                "--config",
+                format!("{} is not valid TOML: {}", path.display(), e.message()),
+            ));
         }
         b = b.add_source(File::from_str(&text, FileFormat::Toml));
     }
@@ -375,7 +378,9 @@ pub fn load_settings(src: &Sources) -> Result<Settings, ConfigError> {
         match k.as_str() {
             "PROVISION_URL" => {
                 let (key, val) = legacy_provision_url(v);
-                b = b.set_override(key, val).map_err(|e| bad("PROVISION_URL", e.to_string()))?;
+                b = b
+                    .set_override(key, val)
+                    .map_err(|e| bad("PROVISION_URL", e.to_string()))?;
             }
             "PROVISION_TTL" => {
                 b = b
@@ -386,7 +391,9 @@ pub fn load_settings(src: &Sources) -> Result<Settings, ConfigError> {
         }
     }
     for (k, v) in &src.overrides {
-        b = b.set_override(k.as_str(), v.as_str()).map_err(|e| bad(k, e.to_string()))?;
+        b = b
+            .set_override(k.as_str(), v.as_str())
+            .map_err(|e| bad(k, e.to_string()))?;
     }
     let cfg = b.build().map_err(config_error)?;
     cfg.try_deserialize::<Settings>().map_err(config_error)
@@ -397,7 +404,10 @@ fn legacy_provision_url(v: &str) -> (&'static str, String) {
     if v.starts_with("http://") || v.starts_with("https://") {
         ("provision.url", v.to_string())
     } else {
-        ("provision.script", v.strip_prefix("file://").unwrap_or(v).to_string())
+        (
+            "provision.script",
+            v.strip_prefix("file://").unwrap_or(v).to_string(),
+        )
     }
 }
 
@@ -409,16 +419,26 @@ fn config_error(e: config::ConfigError) -> ConfigError {
         let rest = &msg[start + 9..];
         if let Some(end) = rest.find('`') {
             let key = &rest[..end];
-            return bad(key, msg.replace(&format!(" for key `{key}`"), ""));
+            let problem = msg.replace(&format!(" for key `{key}`"), "");
+            if let Some(field) = unknown_field(&problem) {
+                return bad(
+                    &format!("{key}.{field}"),
+                    format!("unknown key ({problem})"),
+                );
+            }
+            return bad(key, problem);
         }
     }
-    if let Some(start) = msg.find("unknown field `") {
-        let rest = &msg[start + 15..];
-        if let Some(end) = rest.find('`') {
-            return bad(&rest[..end], format!("unknown key ({msg})"));
-        }
+    if let Some(field) = unknown_field(&msg) {
+        return bad(field, format!("unknown key ({msg})"));
     }
     bad("config", msg)
+}
+
+fn unknown_field(msg: &str) -> Option<&str> {
+    let start = msg.find("unknown field `")?;
+    let rest = &msg[start + 15..];
+    rest.find('`').map(|end| &rest[..end])
 }
 
 fn validate(mut s: Settings) -> Result<Config, ConfigError> {
@@ -428,19 +448,34 @@ fn validate(mut s: Settings) -> Result<Config, ConfigError> {
     let url = url::Url::parse(s.maas.url.trim())
         .map_err(|e| bad("maas.url", format!("`{}` is not a URL: {e}", s.maas.url)))?;
     if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
-        return Err(bad("maas.url", format!("`{}` must be an http:// or https:// URL with a host", s.maas.url)));
+        return Err(bad(
+            "maas.url",
+            format!(
+                "`{}` must be an http:// or https:// URL with a host",
+                s.maas.url
+            ),
+        ));
     }
     if url.scheme() == "https" {
         return Err(bad("maas.url", "https is not supported by this build yet; put a TLS-terminating proxy on loopback in front of MAAS or use http"));
     }
     let mut base = url.as_str().trim_end_matches('/').to_string();
     if base.ends_with("/api/2.0") || base.ends_with("/api/1.0") {
-        return Err(bad("maas.url", "give the region's base URL ending in /MAAS, not the API path"));
+        return Err(bad(
+            "maas.url",
+            "give the region's base URL ending in /MAAS, not the API path",
+        ));
     }
     base.push('/');
 
     let api_version = ApiVersion::parse(&s.maas.api_version).ok_or_else(|| {
-        bad("maas.api_version", format!("`{}` is not supported; use \"2.0\" (or \"1.0\" for MAAS 1.9)", s.maas.api_version))
+        bad(
+            "maas.api_version",
+            format!(
+                "`{}` is not supported; use \"2.0\" (or \"1.0\" for MAAS 1.9)",
+                s.maas.api_version
+            ),
+        )
     })?;
 
     let api_key = resolve_key(&s, &mut warnings)?;
@@ -457,24 +492,36 @@ fn validate(mut s: Settings) -> Result<Config, ConfigError> {
     }
 
     let spec = match &s.filter.json {
-        Some(j) if !j.trim().is_empty() => crate::filter::load_spec(j).map_err(|e| bad("filter.json", e.to_string()))?,
+        Some(j) if !j.trim().is_empty() => {
+            crate::filter::load_spec(j).map_err(|e| bad("filter.json", e.to_string()))?
+        }
         _ => FilterSpec {
             hosts: s.filter.hosts.clone(),
             zones: s.filter.zones.clone(),
         },
     };
     let filter = Filter::new(spec).map_err(|e| match &e {
-        crate::filter::FilterError::Regex { list, .. } => bad(&format!("filter.{list}"), e.to_string()),
+        crate::filter::FilterError::Regex { list, .. } => {
+            bad(&format!("filter.{list}"), e.to_string())
+        }
         _ => bad("filter", e.to_string()),
     })?;
 
     let target = match s.lifecycle.target.trim().to_ascii_lowercase().as_str() {
         "deployed" => Target::Deployed,
         "ready" => Target::Ready,
-        other => return Err(bad("lifecycle.target", format!("`{other}` is not a target; use \"deployed\" or \"ready\""))),
+        other => {
+            return Err(bad(
+                "lifecycle.target",
+                format!("`{other}` is not a target; use \"deployed\" or \"ready\""),
+            ))
+        }
     };
     if s.lifecycle.distro_series.trim().is_empty() {
-        return Err(bad("lifecycle.distro_series", "must not be empty (e.g. \"jammy\")"));
+        return Err(bad(
+            "lifecycle.distro_series",
+            "must not be empty (e.g. \"jammy\")",
+        ));
     }
     if s.lifecycle.distro_series.contains(char::is_whitespace) {
         return Err(bad("lifecycle.distro_series", "must not contain spaces"));
@@ -485,25 +532,38 @@ fn validate(mut s: Settings) -> Result<Config, ConfigError> {
     };
     if let Some(p) = &s.lifecycle.power_helper_script {
         if !Path::new(p).is_file() {
-            return Err(bad("lifecycle.power_helper_script", format!("{p} is not a file")));
+            return Err(bad(
+                "lifecycle.power_helper_script",
+                format!("{p} is not a file"),
+            ));
         }
     }
 
     let provisioner = match (non_empty(&s.provision.script), non_empty(&s.provision.url)) {
         (Some(_), Some(_)) => {
-            return Err(bad("provision", "set either provision.script or provision.url, not both"))
+            return Err(bad(
+                "provision",
+                "set either provision.script or provision.url, not both",
+            ))
         }
         (Some(p), None) => {
             let path = PathBuf::from(p);
             if !path.is_file() {
-                return Err(bad("provision.script", format!("{p} does not exist or is not a file")));
+                return Err(bad(
+                    "provision.script",
+                    format!("{p} does not exist or is not a file"),
+                ));
             }
             ProvisionerKind::Script(path)
         }
         (None, Some(u)) => {
-            let parsed = url::Url::parse(u).map_err(|e| bad("provision.url", format!("`{u}` is not a URL: {e}")))?;
+            let parsed = url::Url::parse(u)
+                .map_err(|e| bad("provision.url", format!("`{u}` is not a URL: {e}")))?;
             if parsed.scheme() != "http" || parsed.host_str().is_none() {
-                return Err(bad("provision.url", format!("`{u}` must be an http:// URL with a host")));
+                return Err(bad(
+                    "provision.url",
+                    format!("`{u}` must be an http:// URL with a host"),
+                ));
             }
             ProvisionerKind::Http(u.trim_end_matches('/').to_string())
         }
@@ -512,7 +572,10 @@ fn validate(mut s: Settings) -> Result<Config, ConfigError> {
     positive(&s.provision.ttl, "provision.ttl")?;
     positive(&s.provision.retry_base, "provision.retry_base")?;
     if s.provision.retry_cap < s.provision.retry_base {
-        return Err(bad("provision.retry_cap", "must be at least provision.retry_base"));
+        return Err(bad(
+            "provision.retry_cap",
+            "must be at least provision.retry_base",
+        ));
     }
     if let Some(p) = s.provision.poll_interval {
         positive(&p, "provision.poll_interval")?;
@@ -528,20 +591,41 @@ fn validate(mut s: Settings) -> Result<Config, ConfigError> {
     }
     positive(&s.limits.retry_base, "limits.retry_base")?;
     if s.limits.retry_cap < s.limits.retry_base {
-        return Err(bad("limits.retry_cap", "must be at least limits.retry_base"));
+        return Err(bad(
+            "limits.retry_cap",
+            "must be at least limits.retry_base",
+        ));
     }
     positive(&s.events.interval, "events.interval")?;
     if !s.http.listen.is_empty() && s.http.listen.parse::<std::net::SocketAddr>().is_err() {
-        return Err(bad("http.listen", format!("`{}` is not an address like 127.0.0.1:9090", s.http.listen)));
+        return Err(bad(
+            "http.listen",
+            format!("`{}` is not an address like 127.0.0.1:9090", s.http.listen),
+        ));
     }
     if !matches!(s.log.format.as_str(), "text" | "json") {
-        return Err(bad("log.format", format!("`{}` is not a format; use \"text\" or \"json\"", s.log.format)));
+        return Err(bad(
+            "log.format",
+            format!(
+                "`{}` is not a format; use \"text\" or \"json\"",
+                s.log.format
+            ),
+        ));
     }
     if tracing_subscriber::EnvFilter::try_new(&s.log.level).is_err() {
-        return Err(bad("log.level", format!("`{}` is not a level or filter (try info, debug)", s.log.level)));
+        return Err(bad(
+            "log.level",
+            format!(
+                "`{}` is not a level or filter (try info, debug)",
+                s.log.level
+            ),
+        ));
     }
     positive(&s.shutdown_grace, "shutdown_grace")?;
-    if api_version == ApiVersion::V1 && s.provision.state_file.is_none() && provisioner != ProvisionerKind::None {
+    if api_version == ApiVersion::V1
+        && s.provision.state_file.is_none()
+        && provisioner != ProvisionerKind::None
+    {
         warnings.push("API 1.0 has no workload annotations: without provision.state_file a restart re-runs provisioning".into());
     }
 
@@ -577,7 +661,8 @@ fn positive(d: &Duration, key: &str) -> Result<(), ConfigError> {
 
 fn resolve_key(s: &Settings, warnings: &mut Vec<String>) -> Result<ApiKey, ConfigError> {
     if let Some(k) = non_empty(&s.maas.api_key) {
-        return ApiKey::parse(k).map_err(|e| bad("maas.api_key", format!("malformed API key: {e}")));
+        return ApiKey::parse(k)
+            .map_err(|e| bad("maas.api_key", format!("malformed API key: {e}")));
     }
     let path = &s.maas.api_key_file;
     let text = std::fs::read_to_string(path).map_err(|e| {
@@ -591,11 +676,18 @@ fn resolve_key(s: &Settings, warnings: &mut Vec<String>) -> Result<ApiKey, Confi
         use std::os::unix::fs::PermissionsExt;
         if let Ok(meta) = std::fs::metadata(path) {
             if meta.permissions().mode() & 0o004 != 0 {
-                warnings.push(format!("API key file {path} is world-readable; chmod 600 it"));
+                warnings.push(format!(
+                    "API key file {path} is world-readable; chmod 600 it"
+                ));
             }
         }
     }
-    ApiKey::parse(&text).map_err(|e| bad("maas.api_key_file", format!("{path} holds a malformed API key: {e}")))
+    ApiKey::parse(&text).map_err(|e| {
+        bad(
+            "maas.api_key_file",
+            format!("{path} holds a malformed API key: {e}"),
+        )
+    })
 }
 
 /// Mappings as the original tool wrote them: `{"<mac>": {"hostname": "<name>"}}`.
@@ -604,7 +696,8 @@ fn load_mappings(text: &str) -> Result<HashMap<String, String>, ConfigError> {
     let json = match text.strip_prefix('@') {
         Some(p) => {
             let p = crate::filter::expand_env(p);
-            std::fs::read_to_string(&p).map_err(|e| bad("lifecycle.mappings", format!("cannot read {p}: {e}")))?
+            std::fs::read_to_string(&p)
+                .map_err(|e| bad("lifecycle.mappings", format!("cannot read {p}: {e}")))?
         }
         None => text.to_string(),
     };
@@ -612,8 +705,12 @@ fn load_mappings(text: &str) -> Result<HashMap<String, String>, ConfigError> {
     struct Entry {
         hostname: String,
     }
-    let raw: HashMap<String, Entry> = serde_json::from_str(&json)
-        .map_err(|e| bad("lifecycle.mappings", format!("expected {{\"<mac>\": {{\"hostname\": \"...\"}}}}: {e}")))?;
+    let raw: HashMap<String, Entry> = serde_json::from_str(&json).map_err(|e| {
+        bad(
+            "lifecycle.mappings",
+            format!("expected {{\"<mac>\": {{\"hostname\": \"...\"}}}}: {e}"),
+        )
+    })?;
     Ok(raw
         .into_iter()
         .map(|(mac, e)| (mac.to_ascii_lowercase(), e.hostname))
@@ -624,14 +721,24 @@ fn load_mappings(text: &str) -> Result<HashMap<String, String>, ConfigError> {
 mod tests {
     use super::*;
 
-    fn src(toml: &str, env: &[(&str, &str)], over: &[(&str, &str)]) -> (tempfile::TempDir, Sources) {
+    fn src(
+        toml: &str,
+        env: &[(&str, &str)],
+        over: &[(&str, &str)],
+    ) -> (tempfile::TempDir, Sources) {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("c.toml");
         std::fs::write(&p, toml).unwrap();
         let s = Sources {
             file: Some(p),
-            env: env.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect(),
-            overrides: over.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect(),
+            env: env
+                .iter()
+                .map(|(a, b)| (a.to_string(), b.to_string()))
+                .collect(),
+            overrides: over
+                .iter()
+                .map(|(a, b)| (a.to_string(), b.to_string()))
+                .collect(),
         };
         (dir, s)
     }
@@ -646,9 +753,16 @@ mod tests {
         let c = load(&s).unwrap();
         assert_eq!(c.settings.maas.period, Duration::from_secs(30));
         assert_eq!(c.settings.provision.ttl, Duration::from_secs(7200));
-        let (_d, mut s) = src("[maas]\napi_key = \"a:b:c\"\n", &[("MAAS_FLOW_MAAS__PERIOD", "30s")], &[]);
+        let (_d, mut s) = src(
+            "[maas]\napi_key = \"a:b:c\"\n",
+            &[("MAAS_FLOW_MAAS__PERIOD", "30s")],
+            &[],
+        );
         s.overrides.push(("maas.period".into(), "5s".into()));
-        assert_eq!(load(&s).unwrap().settings.maas.period, Duration::from_secs(5));
+        assert_eq!(
+            load(&s).unwrap().settings.maas.period,
+            Duration::from_secs(5)
+        );
     }
 
     #[test]
@@ -657,9 +771,16 @@ mod tests {
             ("[maas]\napi_key=\"a:b:c\"\nperiod=\"soon\"", "maas.period"),
             ("[maas]\napi_key=\"a:b\"", "maas.api_key"),
             ("[maas]\napi_key=\"a:b:c\"\nurl=\"not a url\"", "maas.url"),
-            ("[maas]\napi_key=\"a:b:c\"\n[filter.hosts]\ninclude=[\"(\"]", "filter.hosts.include"),
-            ("[maas]\napi_key=\"a:b:c\"\nbogus=1", "bogus"),
-            ("[maas]\napi_key=\"a:b:c\"\napi_version=\"3.0\"", "maas.api_version"),
+            (
+                "[maas]\napi_key=\"a:b:c\"\n[filter.hosts]\ninclude=[\"(\"]",
+                "filter.hosts.include",
+            ),
+            ("[maas]\napi_key=\"a:b:c\"\nbogus=1", "maas.bogus"),
+            ("bogus=1\n[maas]\napi_key=\"a:b:c\"", "bogus"),
+            (
+                "[maas]\napi_key=\"a:b:c\"\napi_version=\"3.0\"",
+                "maas.api_version",
+            ),
         ];
         for (toml, key) in cases {
             let (_d, s) = src(toml, &[], &[]);
@@ -670,8 +791,14 @@ mod tests {
 
     #[test]
     fn legacy_provision_url_picks_script_or_http() {
-        assert_eq!(legacy_provision_url("file:///x/p.sh"), ("provision.script", "/x/p.sh".into()));
-        assert_eq!(legacy_provision_url("http://h/p"), ("provision.url", "http://h/p".into()));
+        assert_eq!(
+            legacy_provision_url("file:///x/p.sh"),
+            ("provision.script", "/x/p.sh".into())
+        );
+        assert_eq!(
+            legacy_provision_url("http://h/p"),
+            ("provision.url", "http://h/p".into())
+        );
     }
 
     #[test]

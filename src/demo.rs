@@ -24,7 +24,11 @@ pub async fn run(opts: DemoOptions) -> i32 {
     let me = sim_cfg.username.clone();
     let mut rack = scenario::demo_rack(&me);
     let base = rack.len();
-    for (k, mut m) in scenario::rack(base + opts.extra_machines).into_iter().skip(base).enumerate() {
+    for (k, mut m) in scenario::rack(base + opts.extra_machines)
+        .into_iter()
+        .skip(base)
+        .enumerate()
+    {
         m.hostname = format!("rack2-node-{:04}", k + 1);
         rack.push(m);
     }
@@ -56,14 +60,22 @@ pub async fn run(opts: DemoOptions) -> i32 {
         ("limits.retry_base".to_string(), "500ms".to_string()),
     ];
     overrides.extend(opts.overrides);
-    let cfg = match config::load(&Sources { file: None, env: Vec::new(), overrides }) {
+    let cfg = match config::load(&Sources {
+        file: None,
+        env: Vec::new(),
+        overrides,
+    }) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("maas-flow demo: {e}");
             return 2;
         }
     };
-    println!("maas-flow demo: simulated MAAS at {} with {} machines", sim.base_url, sim.machines().len());
+    println!(
+        "maas-flow demo: simulated MAAS at {} with {} machines",
+        sim.base_url,
+        sim.machines().len()
+    );
     let ctrl = match crate::run::start(&cfg).await {
         Ok(c) => c,
         Err(e) => {
@@ -99,14 +111,23 @@ pub async fn run(opts: DemoOptions) -> i32 {
         println!();
     }
     let _ = crate::shutdown::drain(&ctrl, Duration::from_secs(5)).await;
-    println!("\n{:<20} {:<8} {:<22} {:<13} next", "hostname", "zone", "MAAS status", "provisioning");
+    println!(
+        "\n{:<20} {:<8} {:<22} {:<13} next",
+        "hostname", "zone", "MAAS status", "provisioning"
+    );
     let mut ms = ctrl.board.all();
     ms.sort_by(|a, b| a.hostname.cmp(&b.hostname));
     for m in &ms {
-        println!("{:<20} {:<8} {:<22} {:<13} {}", m.hostname, m.zone, m.status, m.provisioning, m.step);
+        println!(
+            "{:<20} {:<8} {:<22} {:<13} {}",
+            m.hostname, m.zone, m.status, m.provisioning, m.step
+        );
     }
     let ops = sim.ops();
-    let mutating = ops.iter().filter(|o| o.method != "GET" && (200..300).contains(&o.http_status)).count();
+    let mutating = ops
+        .iter()
+        .filter(|o| o.method != "GET" && (200..300).contains(&o.http_status))
+        .count();
     let dups = sim.duplicate_ops();
     let at_target = ms.iter().filter(|m| m.step == "done").count();
     println!(
@@ -125,7 +146,10 @@ pub async fn run(opts: DemoOptions) -> i32 {
         0
     } else {
         if !done {
-            eprintln!("maas-flow demo: not every machine settled within {:?}", opts.timeout);
+            eprintln!(
+                "maas-flow demo: not every machine settled within {:?}",
+                opts.timeout
+            );
         }
         1
     }

@@ -196,7 +196,10 @@ mod tests {
         assert!(e.to_string().contains("hosts.include"), "{e}");
         assert!(load_spec(r#"{"hostz":{}}"#).is_err());
         assert!(load_spec("not json").is_err());
-        assert!(matches!(load_spec("@/nonexistent/f.json"), Err(FilterError::File { .. })));
+        assert!(matches!(
+            load_spec("@/nonexistent/f.json"),
+            Err(FilterError::File { .. })
+        ));
     }
 
     #[test]

@@ -28,7 +28,12 @@ pub fn start(
     metrics: Arc<Metrics>,
     period: Duration,
 ) -> std::io::Result<(SocketAddr, actix_web::dev::ServerHandle)> {
-    let shared = web::Data::new(Shared { board, metrics, period, started: Instant::now() });
+    let shared = web::Data::new(Shared {
+        board,
+        metrics,
+        period,
+        started: Instant::now(),
+    });
     let server = HttpServer::new(move || {
         App::new()
             .app_data(shared.clone())
@@ -58,41 +63,65 @@ async fn healthz() -> HttpResponse {
 async fn readyz(s: web::Data<Shared>) -> HttpResponse {
     let g = s.board.global();
     if g.polls_ok == 0 {
-        HttpResponse::ServiceUnavailable().content_type("text/plain").body("not ready: no successful MAAS list yet\n")
+        HttpResponse::ServiceUnavailable()
+            .content_type("text/plain")
+            .body("not ready: no successful MAAS list yet\n")
     } else if g.consecutive_failures >= UNREADY_AFTER_FAILURES {
-        HttpResponse::ServiceUnavailable().content_type("text/plain").body(format!(
-            "not ready: {} consecutive failed lists (period {:?}); last error: {}\n",
-            g.consecutive_failures,
-            s.period,
-            g.last_poll_error.unwrap_or_default()
-        ))
+        HttpResponse::ServiceUnavailable()
+            .content_type("text/plain")
+            .body(format!(
+                "not ready: {} consecutive failed lists (period {:?}); last error: {}\n",
+                g.consecutive_failures,
+                s.period,
+                g.last_poll_error.unwrap_or_default()
+            ))
     } else {
-        HttpResponse::Ok().content_type("text/plain").body("ready\n")
+        HttpResponse::Ok()
+            .content_type("text/plain")
+            .body("ready\n")
     }
 }
 
 fn label_value(v: &str) -> String {
-    v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 async fn metrics_text(s: web::Data<Shared>) -> HttpResponse {
     let mut extra = String::new();
     extra.push_str("# HELP maas_flow_machines Managed machines by MAAS status.\n# TYPE maas_flow_machines gauge\n");
     for (k, n) in s.board.count_by(|v| v.status.clone()) {
-        let _ = writeln!(extra, "maas_flow_machines{{status=\"{}\"}} {n}", label_value(&k));
+        let _ = writeln!(
+            extra,
+            "maas_flow_machines{{status=\"{}\"}} {n}",
+            label_value(&k)
+        );
     }
     extra.push_str("# HELP maas_flow_machines_provisioning Managed machines by provisioning state.\n# TYPE maas_flow_machines_provisioning gauge\n");
     for (k, n) in s.board.count_by(|v| v.provisioning.clone()) {
-        let _ = writeln!(extra, "maas_flow_machines_provisioning{{state=\"{}\"}} {n}", label_value(&k));
+        let _ = writeln!(
+            extra,
+            "maas_flow_machines_provisioning{{state=\"{}\"}} {n}",
+            label_value(&k)
+        );
     }
     extra.push_str("# HELP maas_flow_machines_problem Managed machines held, failing or quarantined.\n# TYPE maas_flow_machines_problem gauge\n");
     let problems = s.board.all().iter().filter(|m| m.problem).count();
     let _ = writeln!(extra, "maas_flow_machines_problem {problems}");
     let g = s.board.global();
     extra.push_str("# HELP maas_flow_consecutive_poll_failures Failed lists since the last success.\n# TYPE maas_flow_consecutive_poll_failures gauge\n");
-    let _ = writeln!(extra, "maas_flow_consecutive_poll_failures {}", g.consecutive_failures);
+    let _ = writeln!(
+        extra,
+        "maas_flow_consecutive_poll_failures {}",
+        g.consecutive_failures
+    );
     extra.push_str("# HELP maas_flow_uptime_seconds Seconds since start.\n# TYPE maas_flow_uptime_seconds gauge\n");
-    let _ = writeln!(extra, "maas_flow_uptime_seconds {:.3}", s.started.elapsed().as_secs_f64());
+    let _ = writeln!(
+        extra,
+        "maas_flow_uptime_seconds {:.3}",
+        s.started.elapsed().as_secs_f64()
+    );
     HttpResponse::Ok()
         .content_type("application/openmetrics-text; version=1.0.0; charset=utf-8")
         .body(s.metrics.render(&extra))
@@ -105,7 +134,8 @@ async fn machines(s: web::Data<Shared>) -> HttpResponse {
 async fn machine(s: web::Data<Shared>, id: web::Path<String>) -> HttpResponse {
     match s.board.get(&id) {
         Some(m) => HttpResponse::Ok().json(m),
-        None => HttpResponse::NotFound().json(serde_json::json!({"error": format!("no managed machine {id}")})),
+        None => HttpResponse::NotFound()
+            .json(serde_json::json!({"error": format!("no managed machine {id}")})),
     }
 }
 
@@ -114,7 +144,10 @@ async fn global(s: web::Data<Shared>) -> HttpResponse {
 }
 
 fn esc(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
 }
 
 fn colour(m: &MachineView) -> &'static str {
@@ -132,7 +165,12 @@ fn colour(m: &MachineView) -> &'static str {
 /// The dashboard: counts per state, then machines, problems first.
 pub fn render_dashboard(board: &Board) -> String {
     let mut ms = board.all();
-    ms.sort_by(|a, b| b.problem.cmp(&a.problem).then(a.settled.cmp(&b.settled)).then(a.hostname.cmp(&b.hostname)));
+    ms.sort_by(|a, b| {
+        b.problem
+            .cmp(&a.problem)
+            .then(a.settled.cmp(&b.settled))
+            .then(a.hostname.cmp(&b.hostname))
+    });
     let g = board.global();
     let mut h = String::with_capacity(4096 + ms.len() * 300);
     h.push_str("<!DOCTYPE html><html><head><meta charset=\"utf-8\"><meta http-equiv=\"refresh\" content=\"5\">");
@@ -173,5 +211,7 @@ pub fn render_dashboard(board: &Board) -> String {
 }
 
 async fn dashboard(s: web::Data<Shared>) -> HttpResponse {
-    HttpResponse::Ok().content_type("text/html; charset=utf-8").body(render_dashboard(&s.board))
+    HttpResponse::Ok()
+        .content_type("text/html; charset=utf-8")
+        .body(render_dashboard(&s.board))
 }

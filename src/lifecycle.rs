@@ -141,7 +141,9 @@ pub enum Provision {
     Running,
     Done,
     /// Failed; may run again at `retry_at`.
-    Failed { retry_at: Instant },
+    Failed {
+        retry_at: Instant,
+    },
     /// Failed `max_attempts` times; waits for the operator.
     GaveUp,
 }
@@ -252,7 +254,13 @@ impl Step {
 }
 
 /// Decide the next step for one machine.
-pub fn decide(m: &Machine, provision: Provision, policy: &Policy, memo: &Memo, now: Instant) -> Step {
+pub fn decide(
+    m: &Machine,
+    provision: Provision,
+    policy: &Policy,
+    memo: &Memo,
+    now: Instant,
+) -> Step {
     if let Some(tag) = &policy.skip_tag {
         if m.tag_names.iter().any(|t| t == tag) {
             return Step::Hold(Hold::SkipTag);
@@ -297,7 +305,13 @@ fn wanted_hostname<'a>(m: &Machine, policy: &'a Policy) -> Option<&'a str> {
         .filter(|h| *h != m.hostname)
 }
 
-fn decide_status(m: &Machine, provision: Provision, policy: &Policy, memo: &Memo, now: Instant) -> Step {
+fn decide_status(
+    m: &Machine,
+    provision: Provision,
+    policy: &Policy,
+    memo: &Memo,
+    now: Instant,
+) -> Step {
     use NodeStatus::*;
     if let Some(h) = wanted_hostname(m, policy) {
         let owned_ok = m.owner.as_deref().is_none_or(|o| o == policy.me);
@@ -336,19 +350,21 @@ fn decide_status(m: &Machine, provision: Provision, policy: &Policy, memo: &Memo
             Target::Ready => Step::Done,
             Target::Deployed => Step::Act(Action::Deploy),
         }),
-        Deployed => owned_by_other(m, policy).unwrap_or(match (policy.target, policy.provisioning) {
-            (Target::Ready, _) | (Target::Deployed, false) => Step::Done,
-            (Target::Deployed, true) => match provision {
-                Provision::Done => Step::Done,
-                Provision::Running => Step::Wait(Wait::Provisioning),
-                Provision::GaveUp => Step::Hold(Hold::ProvisionGaveUp),
-                Provision::Pending => Step::Provision,
-                Provision::Failed { retry_at } if retry_at > now => {
-                    Step::Wait(Wait::RetryAt(retry_at))
-                }
-                Provision::Failed { .. } => Step::Provision,
-            },
-        }),
+        Deployed => {
+            owned_by_other(m, policy).unwrap_or(match (policy.target, policy.provisioning) {
+                (Target::Ready, _) | (Target::Deployed, false) => Step::Done,
+                (Target::Deployed, true) => match provision {
+                    Provision::Done => Step::Done,
+                    Provision::Running => Step::Wait(Wait::Provisioning),
+                    Provision::GaveUp => Step::Hold(Hold::ProvisionGaveUp),
+                    Provision::Pending => Step::Provision,
+                    Provision::Failed { retry_at } if retry_at > now => {
+                        Step::Wait(Wait::RetryAt(retry_at))
+                    }
+                    Provision::Failed { .. } => Step::Provision,
+                },
+            })
+        }
         Deploying => owned_by_other(m, policy).unwrap_or(Step::Wait(Wait::Transition(Deploying))),
         Commissioning | Releasing | DiskErasing | EnteringRescueMode | ExitingRescueMode => {
             Step::Wait(Wait::Transition(m.status))
@@ -373,10 +389,17 @@ fn decide_status(m: &Machine, provision: Provision, policy: &Policy, memo: &Memo
                 Step::Hold(Hold::Status(m.status))
             }
         }
-        Missing | Reserved | Retired | Broken | FailedReleasing | FailedDiskErasing | RescueMode
-        | FailedEnteringRescueMode | FailedExitingRescueMode | Testing | FailedTesting => {
-            Step::Hold(Hold::Status(m.status))
-        }
+        Missing
+        | Reserved
+        | Retired
+        | Broken
+        | FailedReleasing
+        | FailedDiskErasing
+        | RescueMode
+        | FailedEnteringRescueMode
+        | FailedExitingRescueMode
+        | Testing
+        | FailedTesting => Step::Hold(Hold::Status(m.status)),
         Unknown(n) => Step::Hold(Hold::UnknownStatus(n)),
     }
 }
@@ -430,8 +453,16 @@ mod tests {
         let now = Instant::now();
         let rows: Vec<(NodeStatus, Option<&str>, Step)> = vec![
             (New, None, Step::Act(Action::Commission)),
-            (Commissioning, None, Step::Wait(Wait::Transition(Commissioning))),
-            (FailedCommissioning, None, Step::Hold(Hold::Status(FailedCommissioning))),
+            (
+                Commissioning,
+                None,
+                Step::Wait(Wait::Transition(Commissioning)),
+            ),
+            (
+                FailedCommissioning,
+                None,
+                Step::Hold(Hold::Status(FailedCommissioning)),
+            ),
             (Missing, None, Step::Hold(Hold::Status(Missing))),
             (Ready, None, Step::Act(Action::Allocate)),
             (Reserved, None, Step::Hold(Hold::Status(Reserved))),
@@ -440,22 +471,54 @@ mod tests {
             (Broken, None, Step::Hold(Hold::Status(Broken))),
             (Deploying, me, Step::Wait(Wait::Transition(Deploying))),
             (Allocated, me, Step::Act(Action::Deploy)),
-            (FailedDeployment, me, Step::Hold(Hold::Status(FailedDeployment))),
+            (
+                FailedDeployment,
+                me,
+                Step::Hold(Hold::Status(FailedDeployment)),
+            ),
             (Releasing, me, Step::Wait(Wait::Transition(Releasing))),
-            (FailedReleasing, me, Step::Hold(Hold::Status(FailedReleasing))),
+            (
+                FailedReleasing,
+                me,
+                Step::Hold(Hold::Status(FailedReleasing)),
+            ),
             (DiskErasing, me, Step::Wait(Wait::Transition(DiskErasing))),
-            (FailedDiskErasing, me, Step::Hold(Hold::Status(FailedDiskErasing))),
+            (
+                FailedDiskErasing,
+                me,
+                Step::Hold(Hold::Status(FailedDiskErasing)),
+            ),
             (RescueMode, me, Step::Hold(Hold::Status(RescueMode))),
-            (EnteringRescueMode, me, Step::Wait(Wait::Transition(EnteringRescueMode))),
-            (FailedEnteringRescueMode, me, Step::Hold(Hold::Status(FailedEnteringRescueMode))),
-            (ExitingRescueMode, me, Step::Wait(Wait::Transition(ExitingRescueMode))),
-            (FailedExitingRescueMode, me, Step::Hold(Hold::Status(FailedExitingRescueMode))),
+            (
+                EnteringRescueMode,
+                me,
+                Step::Wait(Wait::Transition(EnteringRescueMode)),
+            ),
+            (
+                FailedEnteringRescueMode,
+                me,
+                Step::Hold(Hold::Status(FailedEnteringRescueMode)),
+            ),
+            (
+                ExitingRescueMode,
+                me,
+                Step::Wait(Wait::Transition(ExitingRescueMode)),
+            ),
+            (
+                FailedExitingRescueMode,
+                me,
+                Step::Hold(Hold::Status(FailedExitingRescueMode)),
+            ),
             (Testing, None, Step::Hold(Hold::Status(Testing))),
             (FailedTesting, None, Step::Hold(Hold::Status(FailedTesting))),
             (Unknown(23), None, Step::Hold(Hold::UnknownStatus(23))),
             (Unknown(-1), None, Step::Hold(Hold::UnknownStatus(-1))),
         ];
-        assert_eq!(rows.len(), NodeStatus::ALL.len() + 2, "every status has a row");
+        assert_eq!(
+            rows.len(),
+            NodeStatus::ALL.len() + 2,
+            "every status has a row"
+        );
         for (status, owner, want) in rows {
             let m = machine(status, owner, PowerState::Off);
             let got = decide(&m, Provision::Pending, &policy(), &Memo::default(), now);
@@ -465,14 +528,29 @@ mod tests {
 
     #[test]
     fn table_target_ready_stops_at_ready_and_never_goes_back() {
-        let p = Policy { target: Target::Ready, ..policy() };
+        let p = Policy {
+            target: Target::Ready,
+            ..policy()
+        };
         let now = Instant::now();
         let m = |s| machine(s, Some("maas-flow"), PowerState::Off);
         let memo = Memo::default();
-        assert_eq!(decide(&m(New), Provision::Pending, &p, &memo, now), Step::Act(Action::Commission));
-        assert_eq!(decide(&m(Ready), Provision::Pending, &p, &memo, now), Step::Done);
-        assert_eq!(decide(&m(Allocated), Provision::Pending, &p, &memo, now), Step::Done);
-        assert_eq!(decide(&m(Deployed), Provision::Pending, &p, &memo, now), Step::Done);
+        assert_eq!(
+            decide(&m(New), Provision::Pending, &p, &memo, now),
+            Step::Act(Action::Commission)
+        );
+        assert_eq!(
+            decide(&m(Ready), Provision::Pending, &p, &memo, now),
+            Step::Done
+        );
+        assert_eq!(
+            decide(&m(Allocated), Provision::Pending, &p, &memo, now),
+            Step::Done
+        );
+        assert_eq!(
+            decide(&m(Deployed), Provision::Pending, &p, &memo, now),
+            Step::Done
+        );
     }
 
     #[test]
@@ -481,10 +559,16 @@ mod tests {
         let m = machine(New, None, PowerState::On);
         let mut memo = Memo::default();
         memo.observe(New);
-        assert_eq!(decide(&m, Provision::Pending, &policy(), &memo, now), Step::Act(Action::PowerOff));
+        assert_eq!(
+            decide(&m, Provision::Pending, &policy(), &memo, now),
+            Step::Act(Action::PowerOff)
+        );
         memo.sent.push(ActionKind::PowerOff);
         // MAAS's cached power state may still say "on" (manual power type): go on anyway.
-        assert_eq!(decide(&m, Provision::Pending, &policy(), &memo, now), Step::Act(Action::Commission));
+        assert_eq!(
+            decide(&m, Provision::Pending, &policy(), &memo, now),
+            Step::Act(Action::Commission)
+        );
         memo.sent.push(ActionKind::Commission);
         assert_eq!(
             decide(&m, Provision::Pending, &policy(), &memo, now),
@@ -508,20 +592,44 @@ mod tests {
     #[test]
     fn provisioning_follows_deployed() {
         let now = Instant::now();
-        let p = Policy { provisioning: true, ..policy() };
+        let p = Policy {
+            provisioning: true,
+            ..policy()
+        };
         let m = machine(Deployed, Some("maas-flow"), PowerState::On);
         let memo = Memo::default();
-        assert_eq!(decide(&m, Provision::Pending, &p, &memo, now), Step::Provision);
-        assert_eq!(decide(&m, Provision::Running, &p, &memo, now), Step::Wait(Wait::Provisioning));
+        assert_eq!(
+            decide(&m, Provision::Pending, &p, &memo, now),
+            Step::Provision
+        );
+        assert_eq!(
+            decide(&m, Provision::Running, &p, &memo, now),
+            Step::Wait(Wait::Provisioning)
+        );
         assert_eq!(decide(&m, Provision::Done, &p, &memo, now), Step::Done);
-        assert_eq!(decide(&m, Provision::GaveUp, &p, &memo, now), Step::Hold(Hold::ProvisionGaveUp));
+        assert_eq!(
+            decide(&m, Provision::GaveUp, &p, &memo, now),
+            Step::Hold(Hold::ProvisionGaveUp)
+        );
         let later = now + std::time::Duration::from_secs(30);
-        let backoff = Memo { not_before: Some(later), ..Memo::default() };
+        let backoff = Memo {
+            not_before: Some(later),
+            ..Memo::default()
+        };
         assert_eq!(
             decide(&m, Provision::Failed { retry_at: later }, &p, &backoff, now),
             Step::Wait(Wait::RetryAt(later))
         );
-        assert_eq!(decide(&m, Provision::Failed { retry_at: later }, &p, &backoff, later), Step::Provision);
+        assert_eq!(
+            decide(
+                &m,
+                Provision::Failed { retry_at: later },
+                &p,
+                &backoff,
+                later
+            ),
+            Step::Provision
+        );
     }
 
     #[test]
@@ -529,28 +637,59 @@ mod tests {
         let now = Instant::now();
         let later = now + std::time::Duration::from_secs(5);
         let mut m = machine(Ready, None, PowerState::Off);
-        let memo = Memo { not_before: Some(later), ..Memo::default() };
-        assert_eq!(decide(&m, Provision::Pending, &policy(), &memo, now), Step::Wait(Wait::RetryAt(later)));
-        assert_eq!(decide(&m, Provision::Pending, &policy(), &memo, later), Step::Act(Action::Allocate));
+        let memo = Memo {
+            not_before: Some(later),
+            ..Memo::default()
+        };
+        assert_eq!(
+            decide(&m, Provision::Pending, &policy(), &memo, now),
+            Step::Wait(Wait::RetryAt(later))
+        );
+        assert_eq!(
+            decide(&m, Provision::Pending, &policy(), &memo, later),
+            Step::Act(Action::Allocate)
+        );
         m.tag_names.push("maas-flow-skip".into());
-        let p = Policy { skip_tag: Some("maas-flow-skip".into()), ..policy() };
-        assert_eq!(decide(&m, Provision::Pending, &p, &Memo::default(), now), Step::Hold(Hold::SkipTag));
+        let p = Policy {
+            skip_tag: Some("maas-flow-skip".into()),
+            ..policy()
+        };
+        assert_eq!(
+            decide(&m, Provision::Pending, &p, &Memo::default(), now),
+            Step::Hold(Hold::SkipTag)
+        );
         m.tag_names.clear();
         m.locked = Some(true);
-        assert_eq!(decide(&m, Provision::Pending, &policy(), &Memo::default(), now), Step::Hold(Hold::Locked));
+        assert_eq!(
+            decide(&m, Provision::Pending, &policy(), &Memo::default(), now),
+            Step::Hold(Hold::Locked)
+        );
     }
 
     #[test]
     fn recovery_policies_are_bounded_then_quarantine() {
         let now = Instant::now();
-        let p = Policy { recommission_attempts: 2, redeploy_attempts: 1, ..policy() };
+        let p = Policy {
+            recommission_attempts: 2,
+            redeploy_attempts: 1,
+            ..policy()
+        };
         let m = machine(FailedCommissioning, None, PowerState::Off);
         let mut memo = Memo::default();
-        assert_eq!(decide(&m, Provision::Pending, &p, &memo, now), Step::Act(Action::Commission));
+        assert_eq!(
+            decide(&m, Provision::Pending, &p, &memo, now),
+            Step::Act(Action::Commission)
+        );
         memo.recommissions = 2;
-        assert_eq!(decide(&m, Provision::Pending, &p, &memo, now), Step::Hold(Hold::Quarantined(FailedCommissioning)));
+        assert_eq!(
+            decide(&m, Provision::Pending, &p, &memo, now),
+            Step::Hold(Hold::Quarantined(FailedCommissioning))
+        );
         let m = machine(FailedDeployment, Some("maas-flow"), PowerState::Off);
-        assert_eq!(decide(&m, Provision::Pending, &p, &Memo::default(), now), Step::Act(Action::Release));
+        assert_eq!(
+            decide(&m, Provision::Pending, &p, &Memo::default(), now),
+            Step::Act(Action::Release)
+        );
     }
 
     #[test]
@@ -558,17 +697,34 @@ mod tests {
         let now = Instant::now();
         let mut map = HashMap::new();
         map.insert("52:54:00:aa:bb:cc".to_string(), "rack1-node7".to_string());
-        let p = Policy { mappings: Arc::new(map), relink_dhcp: true, ..policy() };
+        let p = Policy {
+            mappings: Arc::new(map),
+            relink_dhcp: true,
+            ..policy()
+        };
         let m = machine(New, None, PowerState::Off);
-        assert_eq!(decide(&m, Provision::Pending, &p, &Memo::default(), now), Step::Act(Action::Rename("rack1-node7".into())));
+        assert_eq!(
+            decide(&m, Provision::Pending, &p, &Memo::default(), now),
+            Step::Act(Action::Rename("rack1-node7".into()))
+        );
         // Not New and not always_rename: no rename; relink first.
         let m = machine(Ready, None, PowerState::Off);
         assert_eq!(
             decide(&m, Provision::Pending, &p, &Memo::default(), now),
-            Step::Act(Action::RelinkDhcp { interface: 5, link: 9, subnet: "10.0.0.0/24".into() })
+            Step::Act(Action::RelinkDhcp {
+                interface: 5,
+                link: 9,
+                subnet: "10.0.0.0/24".into()
+            })
         );
-        let memo = Memo { sent: vec![ActionKind::RelinkDhcp], ..Memo::default() };
-        assert_eq!(decide(&m, Provision::Pending, &p, &memo, now), Step::Act(Action::Allocate));
+        let memo = Memo {
+            sent: vec![ActionKind::RelinkDhcp],
+            ..Memo::default()
+        };
+        assert_eq!(
+            decide(&m, Provision::Pending, &p, &memo, now),
+            Step::Act(Action::Allocate)
+        );
     }
 
     #[test]

@@ -155,8 +155,11 @@ fn legacy_args(args: impl Iterator<Item = String>) -> Vec<String> {
 }
 
 fn init_logging(level: &str, format: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_new(level).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let b = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let filter = tracing_subscriber::EnvFilter::try_new(level)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let b = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     if format == "json" {
         b.json().flatten_event(true).with_current_span(true).init();
     } else {
@@ -171,21 +174,27 @@ fn main() -> ExitCode {
         Command::Demo { machines, timeout } => {
             let level = cli.flags.log_level.clone().unwrap_or_else(|| "warn".into());
             init_logging(&level, cli.flags.log_format.as_deref().unwrap_or("text"));
-            let code = actix_rt::System::new().block_on(maas_flow::demo::run(maas_flow::demo::DemoOptions {
-                extra_machines: machines,
-                timeout,
-                overrides: overrides.into_iter().filter(|(k, _)| !k.starts_with("log.")).collect(),
-            }));
+            let code = actix_rt::System::new().block_on(maas_flow::demo::run(
+                maas_flow::demo::DemoOptions {
+                    extra_machines: machines,
+                    timeout,
+                    overrides: overrides
+                        .into_iter()
+                        .filter(|(k, _)| !k.starts_with("log."))
+                        .collect(),
+                },
+            ));
             ExitCode::from(code as u8)
         }
         cmd => {
-            let cfg = match config::load(&Sources::from_process(cli.flags.config.clone(), overrides)) {
-                Ok(c) => c,
-                Err(e) => {
-                    eprintln!("maas-flow: {e}");
-                    return ExitCode::from(2);
-                }
-            };
+            let cfg =
+                match config::load(&Sources::from_process(cli.flags.config.clone(), overrides)) {
+                    Ok(c) => c,
+                    Err(e) => {
+                        eprintln!("maas-flow: {e}");
+                        return ExitCode::from(2);
+                    }
+                };
             if matches!(cmd, Command::CheckConfig) {
                 for w in &cfg.warnings {
                     eprintln!("warning: {w}");
@@ -243,7 +252,10 @@ async fn serve(cfg: config::Config) -> ExitCode {
     tracing::info!(signal = sig, grace = ?grace, "stopping: no new polls, waiting for operations in flight");
     let left = maas_flow::shutdown::drain(&ctrl, grace).await;
     if left > 0 {
-        tracing::warn!(in_flight = left, "grace period over; abandoning operations in flight");
+        tracing::warn!(
+            in_flight = left,
+            "grace period over; abandoning operations in flight"
+        );
     }
     ctrl.stop_http().await;
     tracing::info!("stopped");

@@ -84,21 +84,77 @@ impl Metrics {
             fallbacks: Family::default(),
             registry: Registry::default(),
         };
-        registry.register("actions", "MAAS operations taken, by action and result", m.actions.clone());
-        registry.register("maas_requests", "MAAS API requests by op and HTTP code (0 = no answer)", m.maas_requests.clone());
-        registry.register("maas_request_seconds", "MAAS request latency by kind (list, read, op)", m.maas_latency.clone());
-        registry.register("maas_bytes_fetched", "Response bytes read from MAAS by kind", m.bytes_fetched.clone());
-        registry.register("poll_seconds", "Duration of a full machine list, fetch and parse", m.poll_seconds.clone());
+        registry.register(
+            "actions",
+            "MAAS operations taken, by action and result",
+            m.actions.clone(),
+        );
+        registry.register(
+            "maas_requests",
+            "MAAS API requests by op and HTTP code (0 = no answer)",
+            m.maas_requests.clone(),
+        );
+        registry.register(
+            "maas_request_seconds",
+            "MAAS request latency by kind (list, read, op)",
+            m.maas_latency.clone(),
+        );
+        registry.register(
+            "maas_bytes_fetched",
+            "Response bytes read from MAAS by kind",
+            m.bytes_fetched.clone(),
+        );
+        registry.register(
+            "poll_seconds",
+            "Duration of a full machine list, fetch and parse",
+            m.poll_seconds.clone(),
+        );
         registry.register("polls", "Machine list polls by result", m.polls.clone());
-        registry.register("last_poll_success_timestamp_seconds", "Unix time of the last successful list", m.last_poll_success.clone());
-        registry.register("skipped_machines", "Machine entries skipped because MAAS sent malformed JSON", m.skipped_machines.clone());
-        registry.register("provision_seconds", "Duration of post-deploy provisioning runs", m.provision_seconds.clone());
-        registry.register("provision_runs", "Provisioning runs by result", m.provision_runs.clone());
-        registry.register("retries", "Retries scheduled after a failure, by kind", m.retries.clone());
-        registry.register("state_seconds", "Time machines spent in each lifecycle state", m.state_seconds.clone());
-        registry.register("events_seen", "MAAS events read from the event log", m.events_seen.clone());
-        registry.register("deltas", "Delta updates applied from the event log", m.deltas.clone());
-        registry.register("fallbacks", "Fallbacks from the event feed to a full list, by reason", m.fallbacks.clone());
+        registry.register(
+            "last_poll_success_timestamp_seconds",
+            "Unix time of the last successful list",
+            m.last_poll_success.clone(),
+        );
+        registry.register(
+            "skipped_machines",
+            "Machine entries skipped because MAAS sent malformed JSON",
+            m.skipped_machines.clone(),
+        );
+        registry.register(
+            "provision_seconds",
+            "Duration of post-deploy provisioning runs",
+            m.provision_seconds.clone(),
+        );
+        registry.register(
+            "provision_runs",
+            "Provisioning runs by result",
+            m.provision_runs.clone(),
+        );
+        registry.register(
+            "retries",
+            "Retries scheduled after a failure, by kind",
+            m.retries.clone(),
+        );
+        registry.register(
+            "state_seconds",
+            "Time machines spent in each lifecycle state",
+            m.state_seconds.clone(),
+        );
+        registry.register(
+            "events_seen",
+            "MAAS events read from the event log",
+            m.events_seen.clone(),
+        );
+        registry.register(
+            "deltas",
+            "Delta updates applied from the event log",
+            m.deltas.clone(),
+        );
+        registry.register(
+            "fallbacks",
+            "Fallbacks from the event feed to a full list, by reason",
+            m.fallbacks.clone(),
+        );
         let mut m = m;
         m.registry = registry;
         m
@@ -106,18 +162,26 @@ impl Metrics {
 
     pub fn action(&self, action: &str, result: &str) {
         self.actions
-            .get_or_create(&ActionLabels { action: action.into(), result: result.into() })
+            .get_or_create(&ActionLabels {
+                action: action.into(),
+                result: result.into(),
+            })
             .inc();
     }
 
     pub fn request(&self, op: &str, code: u16) {
         self.maas_requests
-            .get_or_create(&RequestLabels { op: op.into(), code: code.to_string() })
+            .get_or_create(&RequestLabels {
+                op: op.into(),
+                code: code.to_string(),
+            })
             .inc();
     }
 
     pub fn kind(family: &Family<KindLabels, Counter>, kind: &str) -> u64 {
-        family.get_or_create(&KindLabels { kind: kind.into() }).inc()
+        family
+            .get_or_create(&KindLabels { kind: kind.into() })
+            .inc()
     }
 
     /// Render the registry plus the caller's extra gauge lines in Prometheus text format.

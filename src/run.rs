@@ -43,9 +43,15 @@ impl Controller {
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     #[error("cannot listen on {addr}: {source}")]
-    Listen { addr: String, source: std::io::Error },
+    Listen {
+        addr: String,
+        source: std::io::Error,
+    },
     #[error("cannot open provision.state_file {path}: {source}")]
-    StateFile { path: String, source: std::io::Error },
+    StateFile {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("cannot learn our MAAS username: {0}")]
     Identity(String),
 }
@@ -73,7 +79,10 @@ async fn whoami(client: &MaasClient, period: Duration) -> Result<String, StartEr
     struct Me {
         username: String,
     }
-    let mut backoff = Backoff::new(Duration::from_millis(500), period.max(Duration::from_secs(1)));
+    let mut backoff = Backoff::new(
+        Duration::from_millis(500),
+        period.max(Duration::from_secs(1)),
+    );
     loop {
         let req = client.api().whoami();
         match client.call(&req, "read").await {
@@ -82,10 +91,19 @@ async fn whoami(client: &MaasClient, period: Duration) -> Result<String, StartEr
                 Err(e) => warn!(error = %e, "users/?op=whoami gave an unexpected answer; retrying"),
             },
             Err(e) => match e.code() {
-                401 | 403 => error!(error = %e, "MAAS refused the API key; fix maas.api_key or the key file (retrying)"),
-                410 => return Err(StartError::Identity(format!("{e}: this MAAS does not serve API {}", client.settings().version))),
+                401 | 403 => {
+                    error!(error = %e, "MAAS refused the API key; fix maas.api_key or the key file (retrying)")
+                }
+                410 => {
+                    return Err(StartError::Identity(format!(
+                        "{e}: this MAAS does not serve API {}",
+                        client.settings().version
+                    )))
+                }
                 400 | 404 if client.settings().version == ApiVersion::V1 => {
-                    return Err(StartError::Identity(format!("{e}: set maas.username for API 1.0")))
+                    return Err(StartError::Identity(format!(
+                        "{e}: set maas.username for API 1.0"
+                    )))
                 }
                 _ => warn!(error = %e, "MAAS is not answering yet; retrying"),
             },
@@ -102,8 +120,16 @@ pub async fn start(cfg: &Config) -> Result<Controller, StartError> {
     let (http_addr, http) = if s.http.listen.is_empty() {
         (None, None)
     } else {
-        let (addr, handle) = crate::http::start(&s.http.listen, board.clone(), metrics.clone(), s.maas.period)
-            .map_err(|source| StartError::Listen { addr: s.http.listen.clone(), source })?;
+        let (addr, handle) = crate::http::start(
+            &s.http.listen,
+            board.clone(),
+            metrics.clone(),
+            s.maas.period,
+        )
+        .map_err(|source| StartError::Listen {
+            addr: s.http.listen.clone(),
+            source,
+        })?;
         info!(%addr, "status listener up: /healthz /readyz /metrics /api/v1/machines /");
         (Some(addr), Some(handle))
     };
@@ -116,9 +142,12 @@ pub async fn start(cfg: &Config) -> Result<Controller, StartError> {
     board.with_global(|g| g.maas_user = Some(me.clone()));
     let policy = cfg.policy(&me);
     let store = match &s.provision.state_file {
-        Some(p) if !p.is_empty() => Some(Arc::new(
-            FileStore::open(p).map_err(|source| StartError::StateFile { path: p.clone(), source })?,
-        )),
+        Some(p) if !p.is_empty() => Some(Arc::new(FileStore::open(p).map_err(|source| {
+            StartError::StateFile {
+                path: p.clone(),
+                source,
+            }
+        })?)),
         _ => None,
     };
     let provisioner = match &cfg.provisioner {
@@ -152,11 +181,15 @@ pub async fn start(cfg: &Config) -> Result<Controller, StartError> {
             store,
         }),
         annotations: cfg.api_version == ApiVersion::V2,
-        power_helper: s.lifecycle.power_helper_script.as_ref().map(|p| PowerHelper {
-            script: p.into(),
-            user: s.lifecycle.power_helper_user.clone().unwrap_or_default(),
-            timeout: s.maas.request_timeout,
-        }),
+        power_helper: s
+            .lifecycle
+            .power_helper_script
+            .as_ref()
+            .map(|p| PowerHelper {
+                script: p.into(),
+                user: s.lifecycle.power_helper_user.clone().unwrap_or_default(),
+                timeout: s.maas.request_timeout,
+            }),
         board: board.clone(),
         metrics: metrics.clone(),
     });
@@ -166,7 +199,15 @@ pub async fn start(cfg: &Config) -> Result<Controller, StartError> {
         ApiVersion::V1 => None,
     };
     let supervisor = Supervisor::new(deps, filter).start();
-    let poller = Poller::new(client, supervisor.clone(), s.maas.period, zones, board.clone(), metrics.clone()).start();
+    let poller = Poller::new(
+        client,
+        supervisor.clone(),
+        s.maas.period,
+        zones,
+        board.clone(),
+        metrics.clone(),
+    )
+    .start();
     Ok(Controller {
         poller,
         supervisor,

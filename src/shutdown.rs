@@ -10,7 +10,10 @@ use crate::run::Controller;
 /// Wait for SIGTERM or SIGINT; returns the signal's name.
 pub async fn signal() -> &'static str {
     use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
         // Without signal handlers we can only wait forever; the process can still be killed.
         std::future::pending::<()>().await;
         return "none";

@@ -78,7 +78,8 @@ impl Board {
     }
 
     pub fn push_transition(v: &mut MachineView, state: &str) {
-        v.transitions.push((state.to_string(), rfc3339(SystemTime::now())));
+        v.transitions
+            .push((state.to_string(), rfc3339(SystemTime::now())));
         if v.transitions.len() > MAX_TRANSITIONS {
             v.transitions.remove(0);
         }
@@ -118,7 +119,11 @@ impl Board {
     }
 
     pub fn in_flight(&self) -> usize {
-        self.machines.read().values().filter(|m| m.action_in_flight.is_some()).count()
+        self.machines
+            .read()
+            .values()
+            .filter(|m| m.action_in_flight.is_some())
+            .count()
     }
 
     /// Counts by a key of each view, sorted by key.

@@ -18,7 +18,9 @@ use super::{Observed, Retire, SharedDeps};
 use crate::backoff::Backoff;
 use crate::lifecycle::{self, Action, ActionKind, Hold, Memo, Provision, Step, Wait};
 use crate::maas::{parse_machine, ErrorClass, MaasError, Machine, NodeStatus, Request};
-use crate::provision::{self, store::Record, Job, ProvisionError, ANNOTATION_ATTEMPTS, ANNOTATION_PROVISIONED};
+use crate::provision::{
+    self, store::Record, Job, ProvisionError, ANNOTATION_ATTEMPTS, ANNOTATION_PROVISIONED,
+};
 use crate::status::{rfc3339, Board, MachineView};
 
 /// Provisioning bookkeeping for the current deployment.
@@ -106,7 +108,8 @@ impl NodeActor {
         self.seen_at = fetched_at;
         let old = self.machine.status;
         if m.hostname != self.machine.hostname {
-            self.span = tracing::info_span!("machine", system_id = %m.system_id, hostname = %m.hostname);
+            self.span =
+                tracing::info_span!("machine", system_id = %m.system_id, hostname = %m.hostname);
         }
         let status_changed = self.memo.observe(m.status);
         self.machine = m;
@@ -115,13 +118,17 @@ impl NodeActor {
             self.deps
                 .metrics
                 .state_seconds
-                .get_or_create(&crate::metrics::StateLabels { state: old.label().into() })
+                .get_or_create(&crate::metrics::StateLabels {
+                    state: old.label().into(),
+                })
                 .observe(spent);
             self.status_since = Instant::now();
             let span = self.span.clone();
             let _e = span.enter();
             debug!(from = %old, to = %self.machine.status, "status changed");
-            self.deps.board.update(&self.system_id, |v| Board::push_transition(v, self.machine.status.label()));
+            self.deps.board.update(&self.system_id, |v| {
+                Board::push_transition(v, self.machine.status.label())
+            });
             if old == NodeStatus::Deployed {
                 self.left_deployed();
             }
@@ -132,7 +139,9 @@ impl NodeActor {
 
     /// A machine that leaves Deployed gets provisioned again on its next deployment.
     fn left_deployed(&mut self) {
-        let had_state = self.provision.phase != Provision::Pending || self.provision.attempts > 0 || self.provision.loaded;
+        let had_state = self.provision.phase != Provision::Pending
+            || self.provision.attempts > 0
+            || self.provision.loaded;
         self.provision = ProvisionState::default();
         self.pending_record = None;
         self.prov_backoff.reset();
@@ -165,11 +174,17 @@ impl NodeActor {
         if self.provision.loaded || self.machine.status != NodeStatus::Deployed {
             return;
         }
-        let Some(p) = &self.deps.provision else { return };
+        let Some(p) = &self.deps.provision else {
+            return;
+        };
         self.provision.loaded = true;
-        let mut provisioned = self.deps.annotations && self.machine.annotation(ANNOTATION_PROVISIONED).is_some();
+        let mut provisioned =
+            self.deps.annotations && self.machine.annotation(ANNOTATION_PROVISIONED).is_some();
         let mut attempts = if self.deps.annotations {
-            self.machine.annotation(ANNOTATION_ATTEMPTS).and_then(|a| a.parse().ok()).unwrap_or(0)
+            self.machine
+                .annotation(ANNOTATION_ATTEMPTS)
+                .and_then(|a| a.parse().ok())
+                .unwrap_or(0)
         } else {
             0
         };
@@ -207,7 +222,13 @@ impl NodeActor {
             return;
         }
         let now = Instant::now();
-        let step = lifecycle::decide(&self.machine, self.provision.phase, &self.deps.policy, &self.memo, now);
+        let step = lifecycle::decide(
+            &self.machine,
+            self.provision.phase,
+            &self.deps.policy,
+            &self.memo,
+            now,
+        );
         self.publish(&step);
         match step {
             Step::Act(action) => self.act(action, ctx),
@@ -262,7 +283,12 @@ impl NodeActor {
         );
     }
 
-    fn op_done(&mut self, kind: ActionKind, res: Result<Option<Machine>, MaasError>, ctx: &mut Context<Self>) {
+    fn op_done(
+        &mut self,
+        kind: ActionKind,
+        res: Result<Option<Machine>, MaasError>,
+        ctx: &mut Context<Self>,
+    ) {
         self.in_flight = None;
         let _e = self.span.clone();
         let _g = _e.enter();
@@ -271,10 +297,14 @@ impl NodeActor {
                 self.deps.metrics.action(kind.as_str(), "ok");
                 self.memo.sent.push(kind);
                 match kind {
-                    ActionKind::Commission if self.machine.status == NodeStatus::FailedCommissioning => {
+                    ActionKind::Commission
+                        if self.machine.status == NodeStatus::FailedCommissioning =>
+                    {
                         self.memo.recommissions += 1
                     }
-                    ActionKind::Release if self.machine.status == NodeStatus::FailedDeployment => self.memo.redeploys += 1,
+                    ActionKind::Release if self.machine.status == NodeStatus::FailedDeployment => {
+                        self.memo.redeploys += 1
+                    }
                     _ => {}
                 }
                 let now = Instant::now();
@@ -288,7 +318,9 @@ impl NodeActor {
                 info!(action = kind.as_str(), status = %self.machine.status, "MAAS accepted {}", kind.as_str());
             }
             Err(e) => {
-                self.deps.metrics.action(kind.as_str(), &format!("error_{}", e.code()));
+                self.deps
+                    .metrics
+                    .action(kind.as_str(), &format!("error_{}", e.code()));
                 self.last_error = Some(e.to_string());
                 let at = self.backoff_after(&e);
                 self.memo.not_before = Some(at);
@@ -297,10 +329,18 @@ impl NodeActor {
                         warn!(action = kind.as_str(), error = %e, "MAAS refused: state changed under us; re-reading the machine");
                         self.reread(ctx);
                     }
-                    ErrorClass::Auth => error!(action = kind.as_str(), error = %e, "MAAS refused our credentials or permissions"),
-                    ErrorClass::NotFound => warn!(action = kind.as_str(), error = %e, "machine no longer exists in MAAS"),
-                    ErrorClass::Gone => error!(action = kind.as_str(), error = %e, "MAAS says this API is gone: check maas.api_version"),
-                    ErrorClass::Transient => warn!(action = kind.as_str(), error = %e, retry_in = ?at.saturating_duration_since(Instant::now()), "operation failed; will retry"),
+                    ErrorClass::Auth => {
+                        error!(action = kind.as_str(), error = %e, "MAAS refused our credentials or permissions")
+                    }
+                    ErrorClass::NotFound => {
+                        warn!(action = kind.as_str(), error = %e, "machine no longer exists in MAAS")
+                    }
+                    ErrorClass::Gone => {
+                        error!(action = kind.as_str(), error = %e, "MAAS says this API is gone: check maas.api_version")
+                    }
+                    ErrorClass::Transient => {
+                        warn!(action = kind.as_str(), error = %e, retry_in = ?at.saturating_duration_since(Instant::now()), "operation failed; will retry")
+                    }
                 }
             }
         }
@@ -335,7 +375,9 @@ impl NodeActor {
     }
 
     fn start_provision(&mut self, ctx: &mut Context<Self>) {
-        let Some(p) = &self.deps.provision else { return };
+        let Some(p) = &self.deps.provision else {
+            return;
+        };
         let _g = self.span.enter();
         if self.deps.preview {
             if !self.memo.sent(ActionKind::Provision) {
@@ -380,12 +422,22 @@ impl NodeActor {
         );
     }
 
-    fn provision_done(&mut self, res: Result<(), ProvisionError>, took: Duration, ctx: &mut Context<Self>) {
+    fn provision_done(
+        &mut self,
+        res: Result<(), ProvisionError>,
+        took: Duration,
+        ctx: &mut Context<Self>,
+    ) {
         self.in_flight = None;
         let span = self.span.clone();
         let _g = span.enter();
-        let Some(p) = &self.deps.provision else { return };
-        self.deps.metrics.provision_seconds.observe(took.as_secs_f64());
+        let Some(p) = &self.deps.provision else {
+            return;
+        };
+        self.deps
+            .metrics
+            .provision_seconds
+            .observe(took.as_secs_f64());
         let record = match res {
             Ok(()) => {
                 Metrics::kind(&self.deps.metrics.provision_runs, "ok");
@@ -396,9 +448,20 @@ impl NodeActor {
                 self.prov_backoff.reset();
                 let at = rfc3339(SystemTime::now());
                 if let Some(store) = p.store.clone() {
-                    persist(store, self.system_id.clone(), Record { provisioned_at: Some(at.clone()), attempts: 0, last_error: None });
+                    persist(
+                        store,
+                        self.system_id.clone(),
+                        Record {
+                            provisioned_at: Some(at.clone()),
+                            attempts: 0,
+                            last_error: None,
+                        },
+                    );
                 }
-                vec![(ANNOTATION_PROVISIONED.to_string(), at), (ANNOTATION_ATTEMPTS.to_string(), String::new())]
+                vec![
+                    (ANNOTATION_PROVISIONED.to_string(), at),
+                    (ANNOTATION_ATTEMPTS.to_string(), String::new()),
+                ]
             }
             Err(e) => {
                 Metrics::kind(&self.deps.metrics.provision_runs, "failed");
@@ -411,16 +474,25 @@ impl NodeActor {
                     let wait = self.prov_backoff.next_delay();
                     Metrics::kind(&self.deps.metrics.retries, "provision");
                     warn!(attempts = self.provision.attempts, error = %e, retry_in = ?wait, "provisioning failed; will retry");
-                    self.provision.phase = Provision::Failed { retry_at: Instant::now() + wait };
+                    self.provision.phase = Provision::Failed {
+                        retry_at: Instant::now() + wait,
+                    };
                 }
                 if let Some(store) = p.store.clone() {
                     persist(
                         store,
                         self.system_id.clone(),
-                        Record { provisioned_at: None, attempts: self.provision.attempts, last_error: self.provision.last_error.clone() },
+                        Record {
+                            provisioned_at: None,
+                            attempts: self.provision.attempts,
+                            last_error: self.provision.last_error.clone(),
+                        },
                     );
                 }
-                vec![(ANNOTATION_ATTEMPTS.to_string(), self.provision.attempts.to_string())]
+                vec![(
+                    ANNOTATION_ATTEMPTS.to_string(),
+                    self.provision.attempts.to_string(),
+                )]
             }
         };
         if self.deps.annotations {
@@ -431,7 +503,12 @@ impl NodeActor {
 
     /// Write outcome annotations to MAAS; retried with backoff until MAAS has them.
     fn write_record(&mut self, pairs: Vec<(String, String)>, ctx: &mut Context<Self>) {
-        let Some(req) = self.deps.client.api().set_annotations(&self.system_id, &pairs) else {
+        let Some(req) = self
+            .deps
+            .client
+            .api()
+            .set_annotations(&self.system_id, &pairs)
+        else {
             self.pending_record = None;
             return;
         };
@@ -450,7 +527,9 @@ impl NodeActor {
                     act.deps.metrics.action("annotate", "ok");
                 }
                 Err(e) => {
-                    act.deps.metrics.action("annotate", &format!("error_{}", e.code()));
+                    act.deps
+                        .metrics
+                        .action("annotate", &format!("error_{}", e.code()));
                     let span = act.span.clone();
                     let _g = span.enter();
                     if matches!(e.class(), ErrorClass::WrongState | ErrorClass::NotFound) {
@@ -472,7 +551,8 @@ impl NodeActor {
         if self.deps.provision.is_none() {
             return "none";
         }
-        if self.machine.status != NodeStatus::Deployed && self.provision.phase == Provision::Pending {
+        if self.machine.status != NodeStatus::Deployed && self.provision.phase == Provision::Pending
+        {
             return "-";
         }
         match self.provision.phase {
@@ -487,12 +567,17 @@ impl NodeActor {
     fn view(&self, step: &Step) -> MachineView {
         let m = &self.machine;
         let next_retry = match step {
-            Step::Wait(Wait::RetryAt(t)) => Some(rfc3339(SystemTime::now() + t.saturating_duration_since(Instant::now()))),
+            Step::Wait(Wait::RetryAt(t)) => Some(rfc3339(
+                SystemTime::now() + t.saturating_duration_since(Instant::now()),
+            )),
             _ => None,
         };
         let problem = matches!(step, Step::Hold(h) if !matches!(h, Hold::SkipTag))
             || self.last_error.is_some()
-            || matches!(self.provision.phase, Provision::Failed { .. } | Provision::GaveUp);
+            || matches!(
+                self.provision.phase,
+                Provision::Failed { .. } | Provision::GaveUp
+            );
         MachineView {
             system_id: m.system_id.clone(),
             hostname: m.hostname.clone(),
@@ -507,7 +592,10 @@ impl NodeActor {
             action_in_flight: self.in_flight.map(|k| k.as_str().to_string()),
             attempts: self.provision.attempts.max(self.backoff.attempts()),
             next_retry,
-            last_error: self.last_error.clone().or_else(|| self.provision.last_error.clone()),
+            last_error: self
+                .last_error
+                .clone()
+                .or_else(|| self.provision.last_error.clone()),
             transitions: Vec::new(),
             settled: step.settled() && self.in_flight.is_none(),
             problem,
@@ -557,7 +645,11 @@ fn persist(store: Arc<provision::store::FileStore>, id: String, r: Record) {
 }
 
 /// Send one action to MAAS; returns the machine when MAAS answered with one.
-async fn execute(deps: &super::Deps, m: &Machine, action: &Action) -> Result<Option<Machine>, MaasError> {
+async fn execute(
+    deps: &super::Deps,
+    m: &Machine,
+    action: &Action,
+) -> Result<Option<Machine>, MaasError> {
     let api = deps.client.api();
     let id = m.system_id.as_str();
     let reqs: Vec<Request> = match action {
@@ -567,8 +659,15 @@ async fn execute(deps: &super::Deps, m: &Machine, action: &Action) -> Result<Opt
         Action::Deploy => vec![api.deploy(id, &deps.deploy)],
         Action::Release => vec![api.release(id)],
         Action::Rename(h) => vec![api.rename(id, h)],
-        Action::RelinkDhcp { interface, link, subnet } => {
-            vec![api.unlink_subnet(id, *interface, *link), api.link_subnet_dhcp(id, *interface, subnet)]
+        Action::RelinkDhcp {
+            interface,
+            link,
+            subnet,
+        } => {
+            vec![
+                api.unlink_subnet(id, *interface, *link),
+                api.link_subnet_dhcp(id, *interface, subnet),
+            ]
         }
         Action::PowerHelper => {
             let helper = deps.power_helper.as_ref().ok_or_else(|| MaasError::Parse {
@@ -588,8 +687,16 @@ async fn execute(deps: &super::Deps, m: &Machine, action: &Action) -> Result<Opt
 }
 
 /// Run the power helper (argv only) and turn its answer into a `PUT` of AMT parameters.
-async fn power_helper_request(h: &super::PowerHelper, m: &Machine, api: &crate::maas::Api) -> Result<Request, MaasError> {
-    let fail = |reason: String| MaasError::Parse { op: "power_helper".into(), path: h.script.display().to_string(), reason };
+async fn power_helper_request(
+    h: &super::PowerHelper,
+    m: &Machine,
+    api: &crate::maas::Api,
+) -> Result<Request, MaasError> {
+    let fail = |reason: String| MaasError::Parse {
+        op: "power_helper".into(),
+        path: h.script.display().to_string(),
+        reason,
+    };
     let mut cmd = tokio::process::Command::new(&h.script);
     cmd.arg(&h.user).arg(&m.hostname);
     for mac in m.macs() {
@@ -608,11 +715,15 @@ async fn power_helper_request(h: &super::PowerHelper, m: &Machine, api: &crate::
         power_address: String,
         power_password: String,
     }
-    let a: Answer = serde_json::from_slice(&out.stdout).map_err(|e| fail(format!("bad JSON: {e}")))?;
+    let a: Answer =
+        serde_json::from_slice(&out.stdout).map_err(|e| fail(format!("bad JSON: {e}")))?;
     Ok(api.set_power(
         &m.system_id,
         "amt",
-        &[("power_address".into(), a.power_address), ("power_pass".into(), a.power_password)],
+        &[
+            ("power_address".into(), a.power_address),
+            ("power_pass".into(), a.power_password),
+        ],
     ))
 }
 

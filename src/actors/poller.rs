@@ -15,7 +15,7 @@ use tracing::{error, info, warn};
 use super::{Snapshot, StopPolling, Supervisor};
 use crate::backoff::Backoff;
 use crate::maas::{parse_machine_list, MaasClient, MaasError, ParsedList};
-use crate::metrics::{Metrics, KindLabels};
+use crate::metrics::{KindLabels, Metrics};
 use crate::status::{rfc3339, Board};
 
 pub struct Poller {
@@ -96,7 +96,10 @@ impl Poller {
             Metrics::kind(&self.metrics.polls, "skipped_in_flight");
             return;
         }
-        if self.not_before.is_some_and(|t| t > Instant::now() + Duration::from_millis(5)) {
+        if self
+            .not_before
+            .is_some_and(|t| t > Instant::now() + Duration::from_millis(5))
+        {
             return;
         }
         self.in_flight = true;
@@ -112,10 +115,18 @@ impl Poller {
                 .map_err(|e| PollError::Parse(e.to_string()))?
                 .map_err(|e| PollError::Parse(e.to_string()))
         };
-        ctx.spawn(fut.into_actor(self).map(move |res, act, ctx| act.listed(res, started, ctx)));
+        ctx.spawn(
+            fut.into_actor(self)
+                .map(move |res, act, ctx| act.listed(res, started, ctx)),
+        );
     }
 
-    fn listed(&mut self, res: Result<ParsedList, PollError>, started: Instant, ctx: &mut Context<Self>) {
+    fn listed(
+        &mut self,
+        res: Result<ParsedList, PollError>,
+        started: Instant,
+        ctx: &mut Context<Self>,
+    ) {
         self.in_flight = false;
         let took = started.elapsed();
         self.metrics.poll_seconds.observe(took.as_secs_f64());
@@ -125,14 +136,18 @@ impl Poller {
                 self.backoff.reset();
                 self.not_before = None;
                 let now = SystemTime::now();
-                self.metrics
-                    .last_poll_success
-                    .set(now.duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0));
+                self.metrics.last_poll_success.set(
+                    now.duration_since(SystemTime::UNIX_EPOCH)
+                        .map(|d| d.as_secs_f64())
+                        .unwrap_or(0.0),
+                );
                 for s in parsed.skipped.iter().take(10) {
                     warn!(index = s.index, system_id = s.system_id.as_deref().unwrap_or("?"), error = %s.error, "skipping a malformed machine entry");
                 }
                 if !parsed.skipped.is_empty() {
-                    self.metrics.skipped_machines.inc_by(parsed.skipped.len() as u64);
+                    self.metrics
+                        .skipped_machines
+                        .inc_by(parsed.skipped.len() as u64);
                 }
                 let n = parsed.machines.len();
                 let recovered = self.board.global().consecutive_failures > 0;
@@ -160,11 +175,19 @@ impl Poller {
                     g.consecutive_failures = failures;
                     g.last_poll_error = Some(e.to_string());
                 });
-                if let PollError::Maas(MaasError::Status { code: 400, body, .. }) = &e {
+                if let PollError::Maas(MaasError::Status {
+                    code: 400, body, ..
+                }) = &e
+                {
                     if !self.zones.is_empty() && body.contains("zone") {
                         warn!(zones = ?self.zones, answer = %body, "MAAS refused the zone filter; filtering on our side instead");
                         self.zones.clear();
-                        self.metrics.fallbacks.get_or_create(&KindLabels { kind: "zone_filter".into() }).inc();
+                        self.metrics
+                            .fallbacks
+                            .get_or_create(&KindLabels {
+                                kind: "zone_filter".into(),
+                            })
+                            .inc();
                         self.not_before = Some(Instant::now());
                         ctx.run_later(Duration::from_millis(1), |act, ctx| act.tick(ctx));
                         return;

@@ -56,7 +56,8 @@ impl Handler<Snapshot> for Supervisor {
                         warn!(system_id = %m.system_id, hostname = %m.hostname, "node actor had stopped; starting it again");
                     }
                     spawned += 1;
-                    let addr = NodeActor::new(self.deps.clone(), m.clone(), snap.fetched_at).start();
+                    let addr =
+                        NodeActor::new(self.deps.clone(), m.clone(), snap.fetched_at).start();
                     self.nodes.insert(m.system_id.clone(), addr);
                 }
             }

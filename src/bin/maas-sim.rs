@@ -5,10 +5,16 @@ use std::time::Duration;
 
 use clap::Parser;
 use maas_flow::maas::ApiKey;
-use maas_flow::sim::{scenario, Faults, ProvisionerConfig, Sim, SimConfig, Timings, DEFAULT_API_KEY};
+use maas_flow::sim::{
+    scenario, Faults, ProvisionerConfig, Sim, SimConfig, Timings, DEFAULT_API_KEY,
+};
 
 #[derive(Parser, Debug)]
-#[command(name = "maas-sim", version, about = "A simulated MAAS region (API 2.0 and 1.0) and HTTP provisioner.")]
+#[command(
+    name = "maas-sim",
+    version,
+    about = "A simulated MAAS region (API 2.0 and 1.0) and HTTP provisioner."
+)]
 struct Args {
     /// Address to listen on; only loopback unless --allow-remote.
     #[arg(long, default_value = "127.0.0.1:5240")]
@@ -67,7 +73,10 @@ struct Args {
 fn main() -> std::process::ExitCode {
     let a = Args::parse();
     if !a.listen.ip().is_loopback() && !a.allow_remote {
-        eprintln!("maas-sim: refusing to listen on {} (not loopback); pass --allow-remote to mean it", a.listen);
+        eprintln!(
+            "maas-sim: refusing to listen on {} (not loopback); pass --allow-remote to mean it",
+            a.listen
+        );
         return std::process::ExitCode::from(2);
     }
     let key = match ApiKey::parse(&a.api_key) {
@@ -78,7 +87,10 @@ fn main() -> std::process::ExitCode {
         }
     };
     let machines = if let Some(p) = &a.scenario {
-        match std::fs::read_to_string(p).map_err(|e| e.to_string()).and_then(|t| scenario::parse_scenario(&t)) {
+        match std::fs::read_to_string(p)
+            .map_err(|e| e.to_string())
+            .and_then(|t| scenario::parse_scenario(&t))
+        {
             Ok(m) => m,
             Err(e) => {
                 eprintln!("maas-sim: --scenario {}: {e}", p.display());
@@ -90,7 +102,9 @@ fn main() -> std::process::ExitCode {
     } else {
         scenario::rack(a.machines)
     };
-    tracing_subscriber::fmt().with_writer(std::io::stderr).init();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .init();
     actix_rt::System::new().block_on(async move {
         let cfg = SimConfig {
             api_key: key.clone(),
@@ -133,7 +147,10 @@ fn main() -> std::process::ExitCode {
         if a.provisioner {
             println!("provisioner: {}", sim.provisioner_url());
         }
-        println!("inspect:   http://{}/_sim/machines  http://{}/_sim/ops", sim.addr, sim.addr);
+        println!(
+            "inspect:   http://{}/_sim/machines  http://{}/_sim/ops",
+            sim.addr, sim.addr
+        );
         let _ = tokio::signal::ctrl_c().await;
         sim.stop().await;
         std::process::ExitCode::SUCCESS

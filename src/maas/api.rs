@@ -296,12 +296,18 @@ mod tests {
         let r = api.allocate("abc", "h");
         assert_eq!(r.path_and_query(), "machines/?op=allocate");
         assert_eq!(r.form, vec![("system_id".to_string(), "abc".to_string())]);
-        assert_eq!(api.commission("abc").path_and_query(), "machines/abc/?op=commission");
+        assert_eq!(
+            api.commission("abc").path_and_query(),
+            "machines/abc/?op=commission"
+        );
         assert_eq!(
             api.list(&["a b".into(), "c".into()]).path_and_query(),
             "machines/?zone=a+b&zone=c"
         );
-        assert_eq!(api.list_ids(["x", "y"]).path_and_query(), "machines/?id=x&id=y");
+        assert_eq!(
+            api.list_ids(["x", "y"]).path_and_query(),
+            "machines/?id=x&id=y"
+        );
         assert_eq!(
             api.unlink_subnet("abc", 7, 9).path_and_query(),
             "nodes/abc/interfaces/7/?op=unlink_subnet"
@@ -313,8 +319,17 @@ mod tests {
         let api = Api(ApiVersion::V1);
         assert_eq!(api.list(&[]).path_and_query(), "nodes/?op=list");
         assert_eq!(api.allocate("n1", "h1.maas").form[0].1, "h1.maas");
-        assert_eq!(api.allocate("n1", "h1").path_and_query(), "nodes/?op=acquire");
-        let d = api.deploy("n1", &DeployParams { distro_series: "jammy".into(), ..Default::default() });
+        assert_eq!(
+            api.allocate("n1", "h1").path_and_query(),
+            "nodes/?op=acquire"
+        );
+        let d = api.deploy(
+            "n1",
+            &DeployParams {
+                distro_series: "jammy".into(),
+                ..Default::default()
+            },
+        );
         assert_eq!(d.path_and_query(), "nodes/n1/?op=start");
         assert_eq!(api.power_off("n1").path_and_query(), "nodes/n1/?op=stop");
         assert!(api.set_annotations("n1", &[]).is_none());

@@ -18,9 +18,17 @@ use crate::metrics::{KindLabels, Metrics};
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum MaasError {
     #[error("{op} {path}: no answer from MAAS: {reason}")]
-    Transport { op: String, path: String, reason: String },
+    Transport {
+        op: String,
+        path: String,
+        reason: String,
+    },
     #[error("{op} {path}: timed out after {after:?}")]
-    Timeout { op: String, path: String, after: Duration },
+    Timeout {
+        op: String,
+        path: String,
+        after: Duration,
+    },
     #[error("{op} {path}: MAAS answered {code}: {body}")]
     Status {
         op: String,
@@ -30,7 +38,11 @@ pub enum MaasError {
         retry_after: Option<Duration>,
     },
     #[error("{op} {path}: unusable answer: {reason}")]
-    Parse { op: String, path: String, reason: String },
+    Parse {
+        op: String,
+        path: String,
+        reason: String,
+    },
 }
 
 /// How the caller should react to an error.
@@ -109,7 +121,10 @@ impl MaasClient {
         let http = awc::Client::builder()
             .disable_timeout()
             .no_default_headers()
-            .add_default_header(("User-Agent", concat!("maas-flow/", env!("CARGO_PKG_VERSION"))))
+            .add_default_header((
+                "User-Agent",
+                concat!("maas-flow/", env!("CARGO_PKG_VERSION")),
+            ))
             .connector(awc::Connector::new().limit(256).timeout(settings.timeout))
             .finish();
         MaasClient {
@@ -165,7 +180,11 @@ impl MaasClient {
             match res {
                 Err(e) if attempt < self.settings.hinted_retries => {
                     let hint = match &e {
-                        MaasError::Status { code: 503 | 409, retry_after: Some(d), .. } => Some(*d),
+                        MaasError::Status {
+                            code: 503 | 409,
+                            retry_after: Some(d),
+                            ..
+                        } => Some(*d),
                         _ => None,
                     };
                     match hint {

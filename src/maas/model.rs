@@ -135,10 +135,18 @@ impl Machine {
     /// MAC addresses in MAAS's order, boot interface first.
     pub fn macs(&self) -> Vec<&str> {
         let mut out: Vec<&str> = Vec::new();
-        if let Some(m) = self.boot_interface.as_ref().and_then(|b| b.mac_address.as_deref()) {
+        if let Some(m) = self
+            .boot_interface
+            .as_ref()
+            .and_then(|b| b.mac_address.as_deref())
+        {
             out.push(m);
         }
-        for m in self.interface_set.iter().filter_map(|i| i.mac_address.as_deref()) {
+        for m in self
+            .interface_set
+            .iter()
+            .filter_map(|i| i.mac_address.as_deref())
+        {
             if !out.contains(&m) {
                 out.push(m);
             }
@@ -244,7 +252,11 @@ fn parse_leniently(body: &[u8], version: ApiVersion) -> Result<ParsedList, ListE
                 let system_id = serde_json::from_str::<IdOnly>(entry.get())
                     .ok()
                     .and_then(|i| i.system_id)
-                    .map(|v| v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string()));
+                    .map(|v| {
+                        v.as_str()
+                            .map(str::to_string)
+                            .unwrap_or_else(|| v.to_string())
+                    });
                 out.skipped.push(Skipped {
                     index,
                     system_id,
@@ -289,7 +301,11 @@ mod tests {
         assert_eq!(p.machines[1].status, NodeStatus::Unknown(77));
         assert_eq!(p.skipped.len(), 2);
         assert_eq!(p.skipped[0].system_id.as_deref(), Some("b"));
-        assert!(p.skipped[0].error.contains("invalid type"), "{}", p.skipped[0].error);
+        assert!(
+            p.skipped[0].error.contains("invalid type"),
+            "{}",
+            p.skipped[0].error
+        );
     }
 
     #[test]

@@ -18,10 +18,18 @@ pub struct HttpProvisioner {
 }
 
 impl HttpProvisioner {
-    pub fn new(url: String, poll_interval: Duration, ttl: Duration, request_timeout: Duration) -> Self {
+    pub fn new(
+        url: String,
+        poll_interval: Duration,
+        ttl: Duration,
+        request_timeout: Duration,
+    ) -> Self {
         let http = awc::Client::builder()
             .timeout(request_timeout)
-            .add_default_header(("User-Agent", concat!("maas-flow/", env!("CARGO_PKG_VERSION"))))
+            .add_default_header((
+                "User-Agent",
+                concat!("maas-flow/", env!("CARGO_PKG_VERSION")),
+            ))
             .finish();
         HttpProvisioner {
             url: url.trim_end_matches('/').to_string(),
@@ -49,7 +57,11 @@ impl HttpProvisioner {
             .map_err(|e| self.err(format!("POST: {e}")))?;
         let body = resp.body().limit(64 * 1024).await.unwrap_or_default();
         if resp.status().as_u16() != 202 {
-            return Err(self.err(format!("POST answered {} (want 202): {}", resp.status().as_u16(), snippet(&body))));
+            return Err(self.err(format!(
+                "POST answered {} (want 202): {}",
+                resp.status().as_u16(),
+                snippet(&body)
+            )));
         }
         let job_url = format!("{}/{}", self.url, job.system_id);
         loop {
@@ -76,7 +88,9 @@ impl HttpProvisioner {
                 202 => continue,
                 200 => return Ok(()),
                 code => {
-                    return Err(self.err(format!("GET {job_url} answered {code}: {}", snippet(&body))));
+                    return Err(
+                        self.err(format!("GET {job_url} answered {code}: {}", snippet(&body)))
+                    );
                 }
             }
         }
@@ -86,7 +100,11 @@ impl HttpProvisioner {
         let url = format!("{}/{}", self.url, system_id);
         match self.http.delete(&url).send().await {
             Ok(r) if r.status().is_success() || r.status().as_u16() == 404 => {}
-            Ok(r) => tracing::warn!(system_id, code = r.status().as_u16(), "provisioner DELETE refused"),
+            Ok(r) => tracing::warn!(
+                system_id,
+                code = r.status().as_u16(),
+                "provisioner DELETE refused"
+            ),
             Err(e) => tracing::warn!(system_id, error = %e, "provisioner DELETE failed"),
         }
     }

@@ -50,7 +50,10 @@ fn tail_text(out: &[u8], err: &[u8]) -> String {
     }
     let chars: Vec<char> = s.chars().collect();
     let start = chars.len().saturating_sub(500);
-    chars[start..].iter().collect::<String>().replace('\n', " | ")
+    chars[start..]
+        .iter()
+        .collect::<String>()
+        .replace('\n', " | ")
 }
 
 impl ScriptProvisioner {

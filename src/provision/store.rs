@@ -33,7 +33,10 @@ impl FileStore {
         let path = path.into();
         let records = match std::fs::read(&path) {
             Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| {
-                std::io::Error::new(std::io::ErrorKind::InvalidData, format!("{}: {e}", path.display()))
+                std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    format!("{}: {e}", path.display()),
+                )
             })?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => BTreeMap::new(),
             Err(e) => return Err(e),
@@ -65,10 +68,15 @@ impl FileStore {
 }
 
 fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     let tmp = dir.join(format!(
         ".{}.tmp",
-        path.file_name().and_then(|n| n.to_str()).unwrap_or("maas-flow-state")
+        path.file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("maas-flow-state")
     ));
     {
         let mut f = std::fs::File::create(&tmp)?;
@@ -91,8 +99,23 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("state.json");
         let s = FileStore::open(&p).unwrap();
-        s.put("abc", Some(Record { provisioned_at: Some("t".into()), attempts: 0, last_error: None })).unwrap();
-        s.put("def", Some(Record { attempts: 2, ..Record::default() })).unwrap();
+        s.put(
+            "abc",
+            Some(Record {
+                provisioned_at: Some("t".into()),
+                attempts: 0,
+                last_error: None,
+            }),
+        )
+        .unwrap();
+        s.put(
+            "def",
+            Some(Record {
+                attempts: 2,
+                ..Record::default()
+            }),
+        )
+        .unwrap();
         let s2 = FileStore::open(&p).unwrap();
         assert_eq!(s2.get("abc").unwrap().provisioned_at.as_deref(), Some("t"));
         assert_eq!(s2.get("def").unwrap().attempts, 2);

@@ -20,8 +20,14 @@ pub fn handle(req: &HttpRequest, rest: &str, body: &Bytes, state: &SimState) -> 
             let w = state.world.lock();
             json_response(200, serde_json::to_string(&w.ops).unwrap_or_default())
         }
-        ("GET", "provisioner") => json_response(200, serde_json::to_string(&state.provisioner.requests()).unwrap_or_default()),
-        ("GET", "faults") => json_response(200, serde_json::to_string(&state.faults.lock().0).unwrap_or_default()),
+        ("GET", "provisioner") => json_response(
+            200,
+            serde_json::to_string(&state.provisioner.requests()).unwrap_or_default(),
+        ),
+        ("GET", "faults") => json_response(
+            200,
+            serde_json::to_string(&state.faults.lock().0).unwrap_or_default(),
+        ),
         ("PUT", "faults") => match serde_json::from_slice::<Faults>(body) {
             Ok(f) => {
                 state.faults.lock().0 = f;

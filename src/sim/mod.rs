@@ -77,7 +77,12 @@ impl Sim {
 
     /// Start with default settings on an ephemeral port.
     pub fn start_default(machines: Vec<SimMachine>, timings: Timings) -> std::io::Result<Sim> {
-        Self::start(SimConfig::default(), machines, timings, ProvisionerConfig::default())
+        Self::start(
+            SimConfig::default(),
+            machines,
+            timings,
+            ProvisionerConfig::default(),
+        )
     }
 
     pub fn api_key(&self) -> String {
@@ -128,10 +133,15 @@ impl Sim {
     /// Successful mutating operations per (system_id, op, status before): more than one
     /// in any entry is a duplicate.
     pub fn duplicate_ops(&self) -> Vec<(String, String, String, usize)> {
-        let mut counts: std::collections::BTreeMap<(String, String, String), usize> = Default::default();
+        let mut counts: std::collections::BTreeMap<(String, String, String), usize> =
+            Default::default();
         for o in self.ops() {
             if o.method != "GET" && (200..300).contains(&o.http_status) {
-                let mut op = if o.op.is_empty() { o.method.clone() } else { o.op.clone() };
+                let mut op = if o.op.is_empty() {
+                    o.method.clone()
+                } else {
+                    o.op.clone()
+                };
                 if op.starts_with("set_") || o.method == "PUT" {
                     // Different annotations or fields are different operations.
                     op = format!("{op} {:?}", o.params);

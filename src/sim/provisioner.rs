@@ -110,15 +110,23 @@ impl ProvisionerState {
             .to_string();
         let parsed: Option<serde_json::Value> = serde_json::from_slice(body).ok();
         let (status, out) = if inner.cfg.force_status != 0 {
-            (inner.cfg.force_status, r#"{"status":"error","error":"injected"}"#.to_string())
+            (
+                inner.cfg.force_status,
+                r#"{"status":"error","error":"injected"}"#.to_string(),
+            )
         } else if inner.cfg.garbage_status != 0 {
             (inner.cfg.garbage_status, "<html>garbage</html>".to_string())
         } else {
             match (method.as_str(), id.is_empty()) {
-                ("POST", true) => match parsed.as_ref().and_then(|v| v.get("id")).and_then(|v| v.as_str()) {
+                ("POST", true) => match parsed
+                    .as_ref()
+                    .and_then(|v| v.get("id"))
+                    .and_then(|v| v.as_str())
+                {
                     Some(job) => {
                         let fails = inner.cfg.fail.contains(job)
-                            || (inner.cfg.fail_rate > 0.0 && inner.rng.gen_bool(inner.cfg.fail_rate.clamp(0.0, 1.0)));
+                            || (inner.cfg.fail_rate > 0.0
+                                && inner.rng.gen_bool(inner.cfg.fail_rate.clamp(0.0, 1.0)));
                         let hangs = inner.cfg.hang.contains(job);
                         inner.jobs.entry(job.to_string()).or_insert(Job {
                             started: Instant::now(),
@@ -127,14 +135,20 @@ impl ProvisionerState {
                         });
                         (202, r#"{"status":"accepted"}"#.to_string())
                     }
-                    None => (400, r#"{"error":"body must be JSON with an id"}"#.to_string()),
+                    None => (
+                        400,
+                        r#"{"error":"body must be JSON with an id"}"#.to_string(),
+                    ),
                 },
                 ("GET", false) => match inner.jobs.get(&id) {
                     None => (404, r#"{"status":"unknown"}"#.to_string()),
                     Some(j) if j.hangs || j.started.elapsed() < inner.cfg.duration => {
                         (202, r#"{"status":"running"}"#.to_string())
                     }
-                    Some(j) if j.fails => (500, r#"{"status":"failed","error":"simulated failure"}"#.to_string()),
+                    Some(j) if j.fails => (
+                        500,
+                        r#"{"status":"failed","error":"simulated failure"}"#.to_string(),
+                    ),
                     Some(_) => (200, r#"{"status":"done"}"#.to_string()),
                 },
                 ("DELETE", false) => {
@@ -152,8 +166,11 @@ impl ProvisionerState {
             body: parsed,
             status,
         });
-        HttpResponse::build(actix_web::http::StatusCode::from_u16(status).unwrap_or(actix_web::http::StatusCode::OK))
-            .content_type("application/json")
-            .body(out)
+        HttpResponse::build(
+            actix_web::http::StatusCode::from_u16(status)
+                .unwrap_or(actix_web::http::StatusCode::OK),
+        )
+        .content_type("application/json")
+        .body(out)
     }
 }

@@ -24,8 +24,8 @@ const TEMPLATE_ID: &str = "d8n3re";
 fn template() -> &'static Template {
     static T: OnceLock<Template> = OnceLock::new();
     T.get_or_init(|| {
-        let mut m: Map<String, Value> =
-            serde_json::from_str(include_str!("machine_template.json")).expect("embedded template is JSON");
+        let mut m: Map<String, Value> = serde_json::from_str(include_str!("machine_template.json"))
+            .expect("embedded template is JSON");
         let iface = m
             .get("interface_set")
             .and_then(|v| v.as_array())
@@ -39,7 +39,18 @@ fn template() -> &'static Template {
             Value::Object(o) => o,
             _ => Map::new(),
         };
-        for k in ["id", "name", "mac_address", "links", "system_id", "resource_uri", "children", "parents", "type", "discovered"] {
+        for k in [
+            "id",
+            "name",
+            "mac_address",
+            "links",
+            "system_id",
+            "resource_uri",
+            "children",
+            "parents",
+            "type",
+            "discovered",
+        ] {
             iface.remove(k);
         }
         Template {
@@ -56,17 +67,43 @@ fn pairs(m: &Map<String, Value>) -> String {
 }
 
 const DYNAMIC_KEYS: &[&str] = &[
-    "system_id", "hostname", "fqdn", "domain", "zone", "pool", "status", "status_name", "status_message",
-    "status_action", "power_state", "power_type", "owner", "owner_data", "workload_annotations", "tag_names",
-    "locked", "osystem", "distro_series", "interface_set", "ip_addresses", "boot_interface", "resource_uri",
-    "node_type", "node_type_name", "hardware_uuid", "ephemeral_deploy", "enable_hw_sync", "error_description",
+    "system_id",
+    "hostname",
+    "fqdn",
+    "domain",
+    "zone",
+    "pool",
+    "status",
+    "status_name",
+    "status_message",
+    "status_action",
+    "power_state",
+    "power_type",
+    "owner",
+    "owner_data",
+    "workload_annotations",
+    "tag_names",
+    "locked",
+    "osystem",
+    "distro_series",
+    "interface_set",
+    "ip_addresses",
+    "boot_interface",
+    "resource_uri",
+    "node_type",
+    "node_type_name",
+    "hardware_uuid",
+    "ephemeral_deploy",
+    "enable_hw_sync",
+    "error_description",
 ];
 
 fn named(kind: &str, name: &str, id: usize) -> Value {
     json!({ "name": name, "description": "", "id": id, "resource_uri": format!("/MAAS/api/2.0/{kind}/{name}/") })
 }
 
-fn interface_json(m: &SimMachine, i: &SimInterface) -> String {
+/// One interface object, as `nodes/{id}/interfaces/{iid}/` returns it.
+pub fn interface_json(m: &SimMachine, i: &SimInterface) -> String {
     let links: Vec<Value> = i
         .links
         .iter()

@@ -49,24 +49,38 @@ pub fn demo_rack(me: &str) -> Vec<SimMachine> {
         add(&format!("rack1-ready-{n:02}"), NodeStatus::Ready, &|_| {});
     }
     for n in 1..=4 {
-        add(&format!("rack1-alloc-{n:02}"), NodeStatus::Allocated, &|m| m.owner = Some(me.to_string()));
+        add(
+            &format!("rack1-alloc-{n:02}"),
+            NodeStatus::Allocated,
+            &|m| m.owner = Some(me.to_string()),
+        );
     }
     for n in 1..=4 {
-        add(&format!("rack1-deployed-{n:02}"), NodeStatus::Deployed, &|m| {
-            m.owner = Some(me.to_string());
-            m.power_state = PowerState::On;
-            m.osystem = "ubuntu".into();
-            m.distro_series = "jammy".into();
-            if let Some(l) = m.interfaces[0].links.first_mut() {
-                l.ip_address = Some(format!("10.20.9.{}", n + 10));
-            }
-        });
+        add(
+            &format!("rack1-deployed-{n:02}"),
+            NodeStatus::Deployed,
+            &|m| {
+                m.owner = Some(me.to_string());
+                m.power_state = PowerState::On;
+                m.osystem = "ubuntu".into();
+                m.distro_series = "jammy".into();
+                if let Some(l) = m.interfaces[0].links.first_mut() {
+                    l.ip_address = Some(format!("10.20.9.{}", n + 10));
+                }
+            },
+        );
     }
     add("lab-node-01", NodeStatus::New, &|m| m.zone = "lab".into());
-    add("rack1-flaky-01", NodeStatus::New, &|m| m.fail_next_commission = true);
-    add("rack1-alice-01", NodeStatus::Allocated, &|m| m.owner = Some("alice".into()));
+    add("rack1-flaky-01", NodeStatus::New, &|m| {
+        m.fail_next_commission = true
+    });
+    add("rack1-alice-01", NodeStatus::Allocated, &|m| {
+        m.owner = Some("alice".into())
+    });
     add("rack1-broken-01", NodeStatus::Broken, &|_| {});
-    add("rack1-rescue-01", NodeStatus::RescueMode, &|m| m.owner = Some(me.to_string()));
+    add("rack1-rescue-01", NodeStatus::RescueMode, &|m| {
+        m.owner = Some(me.to_string())
+    });
     out
 }
 
@@ -121,13 +135,24 @@ pub fn parse_scenario(text: &str) -> Result<Vec<SimMachine>, String> {
         let status = match &s.status {
             None => NodeStatus::New,
             Some(toml::Value::Integer(i)) => NodeStatus::from_code(*i),
-            Some(toml::Value::String(name)) => NodeStatus::from_api_name(&name.to_ascii_lowercase())
-                .ok_or_else(|| format!("machine {}: unknown status {name:?}", n + 1))?,
-            Some(other) => return Err(format!("machine {}: status must be a name or number, not {other}", n + 1)),
+            Some(toml::Value::String(name)) => {
+                NodeStatus::from_api_name(&name.to_ascii_lowercase())
+                    .ok_or_else(|| format!("machine {}: unknown status {name:?}", n + 1))?
+            }
+            Some(other) => {
+                return Err(format!(
+                    "machine {}: status must be a name or number, not {other}",
+                    n + 1
+                ))
+            }
         };
         for c in 0..s.count {
             let i = out.len();
-            let hostname = if s.count > 1 { format!("{}-{:03}", s.hostname, c + 1) } else { s.hostname.clone() };
+            let hostname = if s.count > 1 {
+                format!("{}-{:03}", s.hostname, c + 1)
+            } else {
+                s.hostname.clone()
+            };
             let mut m = SimMachine::new(&system_id(i), &hostname, i);
             m.status = status;
             m.commissioned = status != NodeStatus::New;
@@ -152,7 +177,12 @@ pub fn parse_scenario(text: &str) -> Result<Vec<SimMachine>, String> {
                 if let Some(ifc) = m.interfaces.get_mut(k) {
                     match ifc.links.first_mut() {
                         Some(l) => l.ip_address = Some(ip.clone()),
-                        None => ifc.links.push(SimLink { id: ifc.id * 10, mode: "static".into(), subnet: None, ip_address: Some(ip.clone()) }),
+                        None => ifc.links.push(SimLink {
+                            id: ifc.id * 10,
+                            mode: "static".into(),
+                            subnet: None,
+                            ip_address: Some(ip.clone()),
+                        }),
                     }
                 }
             }
@@ -175,7 +205,9 @@ mod tests {
     fn system_ids_are_unique_and_maas_shaped() {
         let ids: std::collections::HashSet<String> = (0..20_000).map(system_id).collect();
         assert_eq!(ids.len(), 20_000);
-        assert!(ids.iter().all(|s| s.len() == 6 && s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())));
+        assert!(ids.iter().all(|s| s.len() == 6
+            && s.chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())));
     }
 
     #[test]

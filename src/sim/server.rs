@@ -116,11 +116,20 @@ fn json_body(code: u16, body: impl Into<Bytes>) -> HttpResponse {
 }
 
 fn unknown_endpoint(path: &str) -> HttpResponse {
-    text(404, format!("Unknown API endpoint: {}.", path.trim_end_matches('/')))
+    text(
+        404,
+        format!("Unknown API endpoint: {}.", path.trim_end_matches('/')),
+    )
 }
 
 fn signature(method: &str, op: Option<&str>) -> HttpResponse {
-    text(400, format!("Unrecognised signature: method={method} op={}", op.unwrap_or("None")))
+    text(
+        400,
+        format!(
+            "Unrecognised signature: method={method} op={}",
+            op.unwrap_or("None")
+        ),
+    )
 }
 
 /// One parsed API request.
@@ -145,7 +154,11 @@ impl Call {
 }
 
 /// The catch-all handler.
-pub async fn handle(req: HttpRequest, body: Bytes, state: web::Data<Arc<SimState>>) -> HttpResponse {
+pub async fn handle(
+    req: HttpRequest,
+    body: Bytes,
+    state: web::Data<Arc<SimState>>,
+) -> HttpResponse {
     let path = req.path().to_string();
     if let Some(rest) = path.strip_prefix("/_sim/") {
         return super::inspect::handle(&req, rest, &body, &state);
@@ -160,7 +173,10 @@ pub async fn handle(req: HttpRequest, body: Bytes, state: web::Data<Arc<SimState
         (false, r.to_string())
     } else if let Some(r) = path.strip_prefix("/MAAS/api/1.0/") {
         if !state.cfg.api1 {
-            return text(410, "The 1.0 API is no longer available. Please use API version 2.0.");
+            return text(
+                410,
+                "The 1.0 API is no longer available. Please use API version 2.0.",
+            );
         }
         (true, r.to_string())
     } else {
@@ -211,10 +227,18 @@ pub async fn handle(req: HttpRequest, body: Bytes, state: web::Data<Arc<SimState
     let anonymous = call.rest == "version/";
     if !anonymous {
         if let Err(resp) = check_auth(&req, &call, &state) {
+            let resp = *resp;
             let mut w = state.world.lock();
             let sid = system_id_of(&call.rest);
             let code = resp.status().as_u16();
-            w.record(&call.method, &call.full_path, call.op.as_deref().unwrap_or(""), sid.as_deref(), &call.form, code);
+            w.record(
+                &call.method,
+                &call.full_path,
+                call.op.as_deref().unwrap_or(""),
+                sid.as_deref(),
+                &call.form,
+                code,
+            );
             return resp;
         }
     }
@@ -222,11 +246,22 @@ pub async fn handle(req: HttpRequest, body: Bytes, state: web::Data<Arc<SimState
         if call.method != "GET" {
             let sid = system_id_of(&call.rest);
             let code = resp.status().as_u16();
-            state.world.lock().record(&call.method, &call.full_path, call.op.as_deref().unwrap_or(""), sid.as_deref(), &call.form, code);
+            state.world.lock().record(
+                &call.method,
+                &call.full_path,
+                call.op.as_deref().unwrap_or(""),
+                sid.as_deref(),
+                &call.form,
+                code,
+            );
         }
         return resp;
     }
-    let resp = if v1 { dispatch_v1(&call, &state) } else { dispatch_v2(&call, &state) };
+    let resp = if v1 {
+        dispatch_v1(&call, &state)
+    } else {
+        dispatch_v2(&call, &state)
+    };
     if is_list(&call, v1) && resp.status() == StatusCode::OK {
         return corrupt_list(resp, &state).await;
     }
@@ -248,7 +283,7 @@ fn is_list(call: &Call, v1: bool) -> bool {
 }
 
 /// OAuth 1.0 PLAINTEXT as MAAS checks it.
-fn check_auth(req: &HttpRequest, call: &Call, state: &SimState) -> Result<(), HttpResponse> {
+fn check_auth(req: &HttpRequest, call: &Call, state: &SimState) -> Result<(), Box<HttpResponse>> {
     const NEEDED: [&str; 6] = [
         "oauth_consumer_key",
         "oauth_token",
@@ -257,47 +292,69 @@ fn check_auth(req: &HttpRequest, call: &Call, state: &SimState) -> Result<(), Ht
         "oauth_timestamp",
         "oauth_nonce",
     ];
-    let header = req.headers().get("authorization").and_then(|v| v.to_str().ok());
+    let header = req
+        .headers()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok());
     let pairs = header.and_then(parse_oauth_header).unwrap_or_default();
     let get = |k: &str| pairs.iter().find(|(p, _)| p == k).map(|(_, v)| v.as_str());
     if NEEDED.iter().any(|k| get(k).is_none()) {
         // Without a complete OAuth set the request is anonymous.
         let list_like = matches!(call.rest.as_str(), "machines/" | "nodes/");
-        return Err(if list_like {
+        return Err(Box::new(if list_like {
             signature(&call.method, call.op.as_deref())
         } else {
-            text(401, "Authorization Error: Authentication credentials were not provided.")
-        });
+            text(
+                401,
+                "Authorization Error: Authentication credentials were not provided.",
+            )
+        }));
     }
     let ts: i64 = get("oauth_timestamp")
         .and_then(|t| t.parse().ok())
-        .ok_or_else(|| text(400, "Invalid timestamp: must be an integer."))?;
+        .ok_or_else(|| Box::new(text(400, "Invalid timestamp: must be an integer.")))?;
     let key = &state.cfg.api_key;
     if get("oauth_consumer_key") != Some(key.consumer_key()) {
-        return Err(text(401, "Authorization Error: Invalid API key."));
+        return Err(Box::new(text(401, "Authorization Error: Invalid API key.")));
     }
     if get("oauth_token") != Some(key.token_key()) {
-        return Err(text(401, format!("Authorization Error: Invalid access token: {}", get("oauth_token").unwrap_or(""))));
+        return Err(Box::new(text(
+            401,
+            format!(
+                "Authorization Error: Invalid access token: {}",
+                get("oauth_token").unwrap_or("")
+            ),
+        )));
     }
     if get("oauth_signature_method") != Some("PLAINTEXT")
         || !get("oauth_signature")
             .and_then(|s| s.strip_prefix('&'))
             .is_some_and(|s| key.secret_matches(s))
     {
-        return Err(text(401, "Authorization Error: Invalid signature."));
+        return Err(Box::new(text(
+            401,
+            "Authorization Error: Invalid signature.",
+        )));
     }
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
     if now - ts > 300 {
-        return Err(text(
+        return Err(Box::new(text(
             401,
             format!("Authorization Error: 'Expired timestamp: given {ts} and now {now} has a greater difference than threshold 300'"),
-        ));
+        )));
     }
     let nonce = get("oauth_nonce").unwrap_or("").to_string();
     if !state.nonces.lock().insert(nonce.clone()) {
-        return Err(HttpResponse::Unauthorized()
-            .content_type("text/html; charset=utf-8")
-            .body(format!("Authorization Error: 'Nonce already used: {nonce}'")));
+        return Err(Box::new(
+            HttpResponse::Unauthorized()
+                .content_type("text/html; charset=utf-8")
+                .body(format!(
+                    "Authorization Error: 'Nonce already used: {nonce}'"
+                )),
+        ));
     }
     Ok(())
 }
@@ -348,7 +405,9 @@ async fn inject_fault(call: &Call, state: &SimState) -> Option<HttpResponse> {
             let s = futures_util::stream::once(async {
                 Err::<Bytes, std::io::Error>(std::io::Error::other("connection dropped (injected)"))
             });
-            HttpResponse::Ok().content_type("application/json").streaming(s)
+            HttpResponse::Ok()
+                .content_type("application/json")
+                .streaming(s)
         }
         1 => text(200, "<html><body>garbage (injected)</body></html>"),
         409 => HttpResponse::Conflict()
@@ -368,7 +427,10 @@ async fn corrupt_list(resp: HttpResponse, state: &SimState) -> HttpResponse {
     let (truncate, garbage) = {
         let mut g = state.faults.lock();
         let (f, rng) = &mut *g;
-        if f.scope.as_deref().is_some_and(|s| s != "all" && s != "list") {
+        if f.scope
+            .as_deref()
+            .is_some_and(|s| s != "all" && s != "list")
+        {
             return resp;
         }
         let t = f.truncate_list_rate > 0.0 && rng.gen_bool(f.truncate_list_rate.clamp(0.0, 1.0));
@@ -394,7 +456,10 @@ fn reply(state: &SimState, w: &mut World, r: Reply, v1: bool) -> HttpResponse {
             if v1 {
                 json_body(200, node_v1(&w.machines[i]).to_string())
             } else {
-                json_body(200, Bytes::from(machine_v2(&mut w.machines[i]).as_bytes().to_vec()))
+                json_body(
+                    200,
+                    Bytes::from(machine_v2(&mut w.machines[i]).as_bytes().to_vec()),
+                )
             }
         }
         Reply::Json(s) => json_body(200, s),
@@ -444,7 +509,14 @@ fn dispatch_v2(call: &Call, state: &SimState) -> HttpResponse {
     w.advance(Instant::now());
     let record = |w: &mut World, sid: Option<&str>, resp: &HttpResponse| {
         if m != "GET" || !resp.status().is_success() {
-            w.record(m, &call.full_path, op.unwrap_or(""), sid, &call.form, resp.status().as_u16());
+            w.record(
+                m,
+                &call.full_path,
+                op.unwrap_or(""),
+                sid,
+                &call.form,
+                resp.status().as_u16(),
+            );
         }
     };
     match segs.as_slice() {
@@ -481,11 +553,20 @@ fn dispatch_v2(call: &Call, state: &SimState) -> HttpResponse {
             };
             let r = match (m, op) {
                 ("GET", None) => Reply::Machine(i),
-                ("GET", Some("query_power_state")) => {
-                    Reply::Json(serde_json::json!({"state": w.machines[i].power_state.as_str()}).to_string())
-                }
+                ("GET", Some("query_power_state")) => Reply::Json(
+                    serde_json::json!({"state": w.machines[i].power_state.as_str()}).to_string(),
+                ),
                 ("PUT", None) => w.update(i, &call.form),
-                ("POST", Some(o)) if segs[0] == "machines" || matches!(o, "power_on" | "power_off" | "set_workload_annotations" | "set_owner_data") => {
+                ("POST", Some(o))
+                    if segs[0] == "machines"
+                        || matches!(
+                            o,
+                            "power_on"
+                                | "power_off"
+                                | "set_workload_annotations"
+                                | "set_owner_data"
+                        ) =>
+                {
                     match o {
                         "commission" => w.commission(i),
                         "deploy" => w.deploy(i, user, &call.form),
@@ -495,7 +576,9 @@ fn dispatch_v2(call: &Call, state: &SimState) -> HttpResponse {
                         "abort" => w.abort(i, user),
                         "mark_broken" => w.mark_broken(i, user),
                         "mark_fixed" => w.mark_fixed(i),
-                        "set_workload_annotations" | "set_owner_data" => w.set_annotations(i, user, &call.form),
+                        "set_workload_annotations" | "set_owner_data" => {
+                            w.set_annotations(i, user, &call.form)
+                        }
                         _ => {
                             let resp = signature(m, op);
                             record(&mut w, Some(&sid), &resp);
@@ -547,7 +630,17 @@ fn dispatch_v2(call: &Call, state: &SimState) -> HttpResponse {
 
 /// Constraint names `GET machines/` accepts (each also as `not_<name>`).
 const LIST_FILTERS: &[&str] = &[
-    "id", "hostname", "mac_address", "domain", "zone", "pool", "agent_name", "owner", "tags", "power_state", "status",
+    "id",
+    "hostname",
+    "mac_address",
+    "domain",
+    "zone",
+    "pool",
+    "agent_name",
+    "owner",
+    "tags",
+    "power_state",
+    "status",
 ];
 
 fn list_v2(call: &Call, w: &mut World, only_owner: Option<&str>) -> HttpResponse {
@@ -561,13 +654,22 @@ fn list_v2(call: &Call, w: &mut World, only_owner: Option<&str>) -> HttpResponse
             None => (k.as_str(), false),
         };
         if !LIST_FILTERS.contains(&name) {
-            return json_body(400, serde_json::json!({ k: ["No such constraint."] }).to_string());
+            return json_body(
+                400,
+                serde_json::json!({ k: ["No such constraint."] }).to_string(),
+            );
         }
         if name == "zone" && !w.zones.contains(v) {
-            return json_body(400, serde_json::json!({ "zone": [format!("No such zone(s): {v}.")] }).to_string());
+            return json_body(
+                400,
+                serde_json::json!({ "zone": [format!("No such zone(s): {v}.")] }).to_string(),
+            );
         }
         if name == "pool" && !w.pools.contains(v) {
-            return json_body(400, serde_json::json!({ "pool": [format!("No such pool(s): {v}.")] }).to_string());
+            return json_body(
+                400,
+                serde_json::json!({ "pool": [format!("No such pool(s): {v}.")] }).to_string(),
+            );
         }
         if name == "status" && NodeStatus::from_api_name(v).is_none() {
             return json_body(
@@ -576,14 +678,19 @@ fn list_v2(call: &Call, w: &mut World, only_owner: Option<&str>) -> HttpResponse
                     .to_string(),
             );
         }
-        match filters.iter_mut().find(|(n, neg, _)| *n == name && *neg == negate) {
+        match filters
+            .iter_mut()
+            .find(|(n, neg, _)| *n == name && *neg == negate)
+        {
             Some(f) => f.2.push(v),
             None => filters.push((name, negate, vec![v])),
         }
     }
     let mut parts: Vec<Arc<str>> = Vec::new();
     for m in w.machines.iter_mut() {
-        if only_owner.is_some() && (m.status != NodeStatus::Allocated || m.owner.as_deref() != only_owner) {
+        if only_owner.is_some()
+            && (m.status != NodeStatus::Allocated || m.owner.as_deref() != only_owner)
+        {
             continue;
         }
         let ok = filters.iter().all(|(name, negate, vals)| {
@@ -600,7 +707,11 @@ fn list_v2(call: &Call, w: &mut World, only_owner: Option<&str>) -> HttpResponse
                 "status" => m.status.api_name() == Some(v),
                 _ => false,
             };
-            let any = if *name == "tags" { vals.iter().all(|v| hit(v)) } else { vals.iter().any(|v| hit(v)) };
+            let any = if *name == "tags" {
+                vals.iter().all(|v| hit(v))
+            } else {
+                vals.iter().any(|v| hit(v))
+            };
             any != *negate
         });
         if ok {
@@ -624,7 +735,10 @@ fn events_query(call: &Call, w: &World) -> HttpResponse {
     let after = call.param("after").map(|v| v.parse::<i64>());
     let before = call.param("before").map(|v| v.parse::<i64>());
     if after.is_some() && before.is_some() {
-        return text(400, "There is undetermined behaviour when both `after` and `before` are specified.");
+        return text(
+            400,
+            "There is undetermined behaviour when both `after` and `before` are specified.",
+        );
     }
     let (Ok(after), Ok(before)) = (after.transpose(), before.transpose()) else {
         return text(400, "Invalid after/before: must be an integer.");
@@ -632,7 +746,10 @@ fn events_query(call: &Call, w: &World) -> HttpResponse {
     let limit = match call.param("limit").map(|v| v.parse::<usize>()) {
         None => 100,
         Some(Ok(n)) if n > 1000 => {
-            return text(400, format!("Requested number of events {n} is greater than limit: 1000"));
+            return text(
+                400,
+                format!("Requested number of events {n} is greater than limit: 1000"),
+            );
         }
         Some(Ok(n)) => n,
         Some(Err(_)) => return text(400, "Invalid limit: must be an integer."),
@@ -641,9 +758,24 @@ fn events_query(call: &Call, w: &World) -> HttpResponse {
     let Some(min) = Event::level_rank(level) else {
         return text(400, format!("Unrecognised log level: {level}"));
     };
-    let ids: Vec<&str> = call.query.iter().filter(|(k, _)| k == "id").map(|(_, v)| v.as_str()).collect();
-    let hostnames: Vec<&str> = call.query.iter().filter(|(k, _)| k == "hostname").map(|(_, v)| v.as_str()).collect();
-    let zones: Vec<&str> = call.query.iter().filter(|(k, _)| k == "zone").map(|(_, v)| v.as_str()).collect();
+    let ids: Vec<&str> = call
+        .query
+        .iter()
+        .filter(|(k, _)| k == "id")
+        .map(|(_, v)| v.as_str())
+        .collect();
+    let hostnames: Vec<&str> = call
+        .query
+        .iter()
+        .filter(|(k, _)| k == "hostname")
+        .map(|(_, v)| v.as_str())
+        .collect();
+    let zones: Vec<&str> = call
+        .query
+        .iter()
+        .filter(|(k, _)| k == "zone")
+        .map(|(_, v)| v.as_str())
+        .collect();
     let keep = |e: &&Event| {
         Event::level_rank(e.level).unwrap_or(0) >= min
             && (ids.is_empty() || ids.contains(&e.node.as_str()))
@@ -651,11 +783,24 @@ fn events_query(call: &Call, w: &World) -> HttpResponse {
             && (zones.is_empty() || zones.contains(&e.zone.as_str()))
     };
     let mut page: Vec<&Event> = match (after, before) {
-        (Some(a), _) => w.events.iter().filter(|e| e.id > a).filter(keep).take(limit).collect(),
-        (_, Some(b)) => w.events.iter().rev().filter(|e| e.id < b).filter(keep).take(limit).collect(),
+        (Some(a), _) => w
+            .events
+            .iter()
+            .filter(|e| e.id > a)
+            .filter(keep)
+            .take(limit)
+            .collect(),
+        (_, Some(b)) => w
+            .events
+            .iter()
+            .rev()
+            .filter(|e| e.id < b)
+            .filter(keep)
+            .take(limit)
+            .collect(),
         _ => w.events.iter().rev().filter(keep).take(limit).collect(),
     };
-    page.sort_by(|a, b| b.id.cmp(&a.id));
+    page.sort_by_key(|e| std::cmp::Reverse(e.id));
     let base = format!("/MAAS/api/2.0/events/?op=query&level={level}&limit={limit}");
     let next_uri = match page.first() {
         Some(e) => format!("{base}&after={}", e.id),
@@ -683,11 +828,20 @@ fn dispatch_v1(call: &Call, state: &SimState) -> HttpResponse {
     w.advance(Instant::now());
     let record = |w: &mut World, sid: Option<&str>, resp: &HttpResponse| {
         if m != "GET" || !resp.status().is_success() {
-            w.record(m, &call.full_path, op.unwrap_or(""), sid, &call.form, resp.status().as_u16());
+            w.record(
+                m,
+                &call.full_path,
+                op.unwrap_or(""),
+                sid,
+                &call.form,
+                resp.status().as_u16(),
+            );
         }
     };
     match segs.as_slice() {
-        ["version"] if m == "GET" => json_body(200, r#"{"capabilities":[],"version":"1.9.5 (maas-sim)"}"#),
+        ["version"] if m == "GET" => {
+            json_body(200, r#"{"capabilities":[],"version":"1.9.5 (maas-sim)"}"#)
+        }
         ["users"] if m == "GET" && op == Some("whoami") => whoami(state),
         ["nodes"] => match (m, op) {
             ("GET", Some("list")) => {
@@ -709,7 +863,10 @@ fn dispatch_v1(call: &Call, state: &SimState) -> HttpResponse {
                         record(&mut w, Some(&sid), &resp);
                         return resp;
                     }
-                    None => text(409, format!("No available node matches constraints: name={name}")),
+                    None => text(
+                        409,
+                        format!("No available node matches constraints: name={name}"),
+                    ),
                 };
                 record(&mut w, None, &resp);
                 resp
@@ -737,7 +894,13 @@ fn dispatch_v1(call: &Call, state: &SimState) -> HttpResponse {
                     } else if w.machines[i].status == NodeStatus::Deployed {
                         w.power_on(i, user)
                     } else {
-                        err(409, format!("Node cannot be started in its current state ('{}').", w.machines[i].status.label()))
+                        err(
+                            409,
+                            format!(
+                                "Node cannot be started in its current state ('{}').",
+                                w.machines[i].status.label()
+                            ),
+                        )
                     }
                 }
                 ("POST", Some("stop")) => w.power_off(i, user),

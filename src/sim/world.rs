@@ -139,6 +139,11 @@ impl SimMachine {
         }
     }
 
+    /// Forget the cached JSON after changing fields directly (tests, scenarios).
+    pub fn invalidate(&mut self) {
+        self.cache = None;
+    }
+
     /// Addresses MAAS would list: configured link addresses.
     pub fn ip_addresses(&self) -> Vec<String> {
         self.interfaces
@@ -315,7 +320,8 @@ impl World {
                 // A deployed machine has a configured address.
                 if let Some(l) = m.interfaces.first_mut().and_then(|i| i.links.first_mut()) {
                     if l.ip_address.is_none() {
-                        l.ip_address = Some(format!("10.20.{}.{}", (i >> 8) & 0xff, (i & 0xff).max(1)));
+                        l.ip_address =
+                            Some(format!("10.20.{}.{}", (i >> 8) & 0xff, (i & 0xff).max(1)));
                     }
                 }
             }
@@ -346,7 +352,15 @@ impl World {
             description.push_str(&format!(" (to {u})"));
         }
         let (node, hostname, zone) = (m.system_id.clone(), m.hostname.clone(), m.zone.clone());
-        self.push_event(node, hostname, zone, "DEBUG", "Node changed status", description, "unknown");
+        self.push_event(
+            node,
+            hostname,
+            zone,
+            "DEBUG",
+            "Node changed status",
+            description,
+            "unknown",
+        );
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -394,7 +408,15 @@ impl World {
         m.pending = None;
     }
 
-    pub fn record(&mut self, method: &str, path: &str, op: &str, system_id: Option<&str>, params: &[(String, String)], http_status: u16) {
+    pub fn record(
+        &mut self,
+        method: &str,
+        path: &str,
+        op: &str,
+        system_id: Option<&str>,
+        params: &[(String, String)],
+        http_status: u16,
+    ) {
         self.seq += 1;
         let status_before = system_id
             .and_then(|s| self.find(s))
@@ -409,7 +431,11 @@ impl World {
             params: params
                 .iter()
                 .map(|(k, v)| {
-                    let v = if k == "user_data" { "<elided>".to_string() } else { v.clone() };
+                    let v = if k == "user_data" {
+                        "<elided>".to_string()
+                    } else {
+                        v.clone()
+                    };
                     (k.clone(), v)
                 })
                 .collect(),
@@ -431,13 +457,26 @@ impl World {
         if m.locked {
             return err(403, "");
         }
-        if !matches!(m.status, New | FailedCommissioning | Missing | Ready | Broken | Testing | FailedTesting) {
-            return json_err(400, "__all__", "Commission is not available because of the current state of the node.");
+        if !matches!(
+            m.status,
+            New | FailedCommissioning | Missing | Ready | Broken | Testing | FailedTesting
+        ) {
+            return json_err(
+                400,
+                "__all__",
+                "Commission is not available because of the current state of the node.",
+            );
         }
         if m.power_type.is_empty() {
-            return err(500, "Unconfigured power type. Please configure the power type and try again.");
+            return err(
+                500,
+                "Unconfigured power type. Please configure the power type and try again.",
+            );
         }
-        let fail = m.fail_next_commission || self.rng.gen_bool(self.timings.fail_commission.clamp(0.0, 1.0));
+        let fail = m.fail_next_commission
+            || self
+                .rng
+                .gen_bool(self.timings.fail_commission.clamp(0.0, 1.0));
         let m = &mut self.machines[i];
         m.fail_next_commission = false;
         m.power_state = PowerState::On;
@@ -451,11 +490,20 @@ impl World {
 
     pub fn allocate(&mut self, system_id: &str, user: &str) -> Reply {
         let Some(i) = self.find(system_id) else {
-            return err(409, format!("No machine with system ID {system_id} available."));
+            return err(
+                409,
+                format!("No machine with system ID {system_id} available."),
+            );
         };
         let m = &self.machines[i];
-        if m.status != NodeStatus::Ready || m.locked || m.owner.as_deref().is_some_and(|o| o != user) {
-            return err(409, format!("No machine with system ID {system_id} available."));
+        if m.status != NodeStatus::Ready
+            || m.locked
+            || m.owner.as_deref().is_some_and(|o| o != user)
+        {
+            return err(
+                409,
+                format!("No machine with system ID {system_id} available."),
+            );
         }
         self.do_allocate(i, user);
         Reply::Machine(i)
@@ -470,7 +518,15 @@ impl World {
             let m = &self.machines[i];
             (m.system_id.clone(), m.hostname.clone(), m.zone.clone())
         };
-        self.push_event(n, h, z, "DEBUG", "User acquiring node", "(admin)".into(), user);
+        self.push_event(
+            n,
+            h,
+            z,
+            "DEBUG",
+            "User acquiring node",
+            "(admin)".into(),
+            user,
+        );
     }
 
     pub fn deploy(&mut self, i: usize, user: &str, params: &[(String, String)]) -> Reply {
@@ -482,14 +538,21 @@ impl World {
         if status == Ready {
             self.do_allocate(i, user);
         } else if status != Allocated {
-            return err(409, format!("Can't deploy a machine that is in the '{}' state", status.label()));
+            return err(
+                409,
+                format!(
+                    "Can't deploy a machine that is in the '{}' state",
+                    status.label()
+                ),
+            );
         }
         let series = params
             .iter()
             .find(|(k, _)| k == "distro_series")
             .map(|(_, v)| v.rsplit('/').next().unwrap_or(v).to_string())
             .unwrap_or_else(|| "jammy".into());
-        let fail = self.machines[i].fail_next_deploy || self.rng.gen_bool(self.timings.fail_deploy.clamp(0.0, 1.0));
+        let fail = self.machines[i].fail_next_deploy
+            || self.rng.gen_bool(self.timings.fail_deploy.clamp(0.0, 1.0));
         let m = &mut self.machines[i];
         m.fail_next_deploy = false;
         m.osystem = "ubuntu".into();
@@ -540,10 +603,16 @@ impl World {
         let status = self.machines[i].status;
         match status {
             Ready | Releasing => return Reply::Machine(i),
-            Allocated | Reserved | Broken | Deploying | Deployed | FailedDeployment | FailedDiskErasing
-            | FailedReleasing => {}
+            Allocated | Reserved | Broken | Deploying | Deployed | FailedDeployment
+            | FailedDiskErasing | FailedReleasing => {}
             other => {
-                return err(409, format!("Machine cannot be released in its current state ('{}').", other.label()))
+                return err(
+                    409,
+                    format!(
+                        "Machine cannot be released in its current state ('{}').",
+                        other.label()
+                    ),
+                )
             }
         }
         self.cancel(i);
@@ -574,7 +643,12 @@ impl World {
             Deploying => Allocated,
             DiskErasing => FailedDiskErasing,
             Testing => FailedTesting,
-            other => return err(409, format!("Cannot abort in current state: {}", other.label())),
+            other => {
+                return err(
+                    409,
+                    format!("Cannot abort in current state: {}", other.label()),
+                )
+            }
         };
         self.cancel(i);
         // MAAS answers with the machine still in the old status; the next read shows the new one.
@@ -616,7 +690,10 @@ impl World {
     pub fn set_annotations(&mut self, i: usize, user: &str, params: &[(String, String)]) -> Reply {
         let m = &mut self.machines[i];
         if m.owner.as_deref() != Some(user) {
-            return err(409, "Cannot set workload annotation: it hasn't been acquired.");
+            return err(
+                409,
+                "Cannot set workload annotation: it hasn't been acquired.",
+            );
         }
         if m.locked {
             return err(403, "");
@@ -645,14 +722,27 @@ impl World {
                     && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
                     && !label.starts_with('-');
                 if !ok {
-                    return json_err(400, "hostname", &format!("Label contains disallowed characters: '{label}'."));
+                    return json_err(
+                        400,
+                        "hostname",
+                        &format!("Label contains disallowed characters: '{label}'."),
+                    );
                 }
-                if self.machines.iter().enumerate().any(|(j, m)| j != i && m.hostname == label) {
+                if self
+                    .machines
+                    .iter()
+                    .enumerate()
+                    .any(|(j, m)| j != i && m.hostname == label)
+                {
                     return json_err(400, "hostname", "Node with this Hostname already exists.");
                 }
             }
             if k == "zone" && !self.zones.contains(v) {
-                return json_err(400, "zone", &format!("Select a valid choice. {v} is not one of the available choices."));
+                return json_err(
+                    400,
+                    "zone",
+                    &format!("Select a valid choice. {v} is not one of the available choices."),
+                );
             }
         }
         let m = &mut self.machines[i];
@@ -673,7 +763,13 @@ impl World {
         Reply::Machine(i)
     }
 
-    pub fn link_subnet(&mut self, i: usize, iface: i64, op: &str, params: &[(String, String)]) -> Reply {
+    pub fn link_subnet(
+        &mut self,
+        i: usize,
+        iface: i64,
+        op: &str,
+        params: &[(String, String)],
+    ) -> Reply {
         use NodeStatus::*;
         let status = self.machines[i].status;
         if !matches!(status, New | Ready | Allocated | Broken | FailedTesting) {
@@ -692,7 +788,13 @@ impl World {
                 let before = ifc.links.len();
                 ifc.links.retain(|l| l.id != id);
                 if ifc.links.len() == before {
-                    return json_err(400, "id", &format!("Select a valid choice. {id} is not one of the available choices."));
+                    return json_err(
+                        400,
+                        "id",
+                        &format!(
+                            "Select a valid choice. {id} is not one of the available choices."
+                        ),
+                    );
                 }
             }
             _ => {
@@ -710,19 +812,38 @@ impl World {
             }
         }
         m.cache = None;
-        Reply::Machine(i)
+        // MAAS answers link/unlink with the interface, not the machine.
+        let m = &self.machines[i];
+        match m.interfaces.iter().find(|f| f.id == iface) {
+            Some(f) => Reply::Json(super::render::interface_json(m, f)),
+            None => Reply::Machine(i),
+        }
     }
 }
 
 /// MAAS's event time format: `Tue, 24 Nov. 2026 17:47:53`.
 pub fn maas_time(t: SystemTime) -> String {
-    let secs = t.duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-    let rfc = humantime::format_rfc3339_seconds(SystemTime::UNIX_EPOCH + Duration::from_secs(secs)).to_string();
+    let secs = t
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let rfc = humantime::format_rfc3339_seconds(SystemTime::UNIX_EPOCH + Duration::from_secs(secs))
+        .to_string();
     // rfc: 2026-11-24T17:47:53Z
-    let (date, time) = rfc.trim_end_matches('Z').split_once('T').unwrap_or(("1970-01-01", "00:00:00"));
+    let (date, time) = rfc
+        .trim_end_matches('Z')
+        .split_once('T')
+        .unwrap_or(("1970-01-01", "00:00:00"));
     let mut parts = date.split('-');
-    let (y, mo, d) = (parts.next().unwrap_or("1970"), parts.next().unwrap_or("01"), parts.next().unwrap_or("01"));
-    const MONTHS: [&str; 12] = ["Jan.", "Feb.", "March", "April", "May", "June", "July", "Aug.", "Sept.", "Oct.", "Nov.", "Dec."];
+    let (y, mo, d) = (
+        parts.next().unwrap_or("1970"),
+        parts.next().unwrap_or("01"),
+        parts.next().unwrap_or("01"),
+    );
+    const MONTHS: [&str; 12] = [
+        "Jan.", "Feb.", "March", "April", "May", "June", "July", "Aug.", "Sept.", "Oct.", "Nov.",
+        "Dec.",
+    ];
     const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
     let month = MONTHS[mo.parse::<usize>().unwrap_or(1).clamp(1, 12) - 1];
     let weekday = DAYS[((secs / 86_400) % 7) as usize];
