@@ -260,10 +260,12 @@ pub struct ConfigError {
     pub problem: String,
 }
 
+/// One line per error, whatever the underlying library printed.
 fn bad(key: &str, problem: impl Into<String>) -> ConfigError {
+    let problem: String = problem.into();
     ConfigError {
         key: key.to_string(),
-        problem: problem.into(),
+        problem: problem.split_whitespace().collect::<Vec<_>>().join(" "),
     }
 }
 
@@ -349,9 +351,17 @@ pub fn load_settings(src: &Sources) -> Result<Settings, ConfigError> {
             .map_err(|e| bad("--config", format!("cannot read {}: {e}", path.display())))?;
         // Parse once with the toml crate for a precise line/column on syntax errors.
         if let Err(e) = text.parse::<toml::Table>() {
+            let line = e
+                .span()
+                .map(|s| text[..s.start.min(text.len())].lines().count().max(1))
+                .unwrap_or(0);
             return Err(bad(
                 "--config",
-                format!("{} is not valid TOML: {}", path.display(), e.message()),
+                format!(
+                    "{} is not valid TOML (line {line}): {}",
+                    path.display(),
+                    e.message().replace('\n', " ")
+                ),
             ));
         }
         b = b.add_source(File::from_str(&text, FileFormat::Toml));

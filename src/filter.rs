@@ -50,10 +50,11 @@ pub enum FilterError {
     },
     #[error("filter is not valid JSON of the form {{\"hosts\":{{\"include\":[],\"exclude\":[]}},\"zones\":{{...}}}}: {0}")]
     Json(#[from] serde_json::Error),
-    #[error("bad regular expression in {list}: {source}")]
+    #[error("bad regular expression {pattern:?} in {list}: {reason}")]
     Regex {
         list: &'static str,
-        source: regex::Error,
+        pattern: String,
+        reason: String,
     },
 }
 
@@ -114,8 +115,28 @@ pub struct Filter {
 }
 
 fn compile(list: &[String], name: &'static str) -> Result<RegexSet, FilterError> {
-    RegexSet::new(list.iter().map(|p| format!("^(?:{p})$")))
-        .map_err(|source| FilterError::Regex { list: name, source })
+    let anchored = |p: &String| format!("^(?:{p})$");
+    for p in list {
+        if let Err(e) = regex::Regex::new(&anchored(p)) {
+            // regex prints a multi-line picture; its last line is the reason.
+            let text = e.to_string();
+            let reason = text
+                .lines()
+                .rev()
+                .find(|l| !l.trim().is_empty())
+                .unwrap_or("invalid");
+            return Err(FilterError::Regex {
+                list: name,
+                pattern: p.clone(),
+                reason: reason.trim().trim_start_matches("error: ").to_string(),
+            });
+        }
+    }
+    RegexSet::new(list.iter().map(anchored)).map_err(|e| FilterError::Regex {
+        list: name,
+        pattern: list.join(", "),
+        reason: e.to_string(),
+    })
 }
 
 impl Filter {
