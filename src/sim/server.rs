@@ -242,10 +242,10 @@ pub async fn handle(
             return resp;
         }
     }
-    if let Some(resp) = inject_fault(&call, &state).await {
+    if let Some((resp, code)) = inject_fault(&call, &state).await {
         if call.method != "GET" {
-            let sid = system_id_of(&call.rest);
-            let code = resp.status().as_u16();
+            let sid = system_id_of(&call.rest)
+                .or_else(|| call.param("system_id").map(str::to_string));
             state.world.lock().record(
                 &call.method,
                 &call.full_path,
@@ -369,7 +369,8 @@ fn fault_kind(call: &Call) -> &'static str {
     }
 }
 
-async fn inject_fault(call: &Call, state: &SimState) -> Option<HttpResponse> {
+/// An injected answer and the status to log for it (0: the connection was cut).
+async fn inject_fault(call: &Call, state: &SimState) -> Option<(HttpResponse, u16)> {
     let kind = fault_kind(call);
     let (outcome, slow) = {
         let mut g = state.faults.lock();
@@ -400,7 +401,12 @@ async fn inject_fault(call: &Call, state: &SimState) -> Option<HttpResponse> {
         actix_rt::time::sleep(Duration::from_millis(ms)).await;
     }
     let (o, retry) = outcome?;
-    Some(match o {
+    let logged = match o {
+        0 | 1 => 0,
+        5030 => 503,
+        other => other,
+    };
+    let resp = match o {
         0 => {
             let s = futures_util::stream::once(async {
                 Err::<Bytes, std::io::Error>(std::io::Error::other("connection dropped (injected)"))
@@ -420,7 +426,8 @@ async fn inject_fault(call: &Call, state: &SimState) -> Option<HttpResponse> {
             .body("Unable to connect to any rack controller (injected)"),
         5030 => text(503, "Power problem (injected)"),
         _ => text(500, "Internal server error (injected)"),
-    })
+    };
+    Some((resp, logged))
 }
 
 async fn corrupt_list(resp: HttpResponse, state: &SimState) -> HttpResponse {
