@@ -209,16 +209,19 @@ impl NodeActor {
         if self.in_flight.is_some() {
             return;
         }
-        if self.retiring {
-            ctx.stop();
-            return;
-        }
+        // A provisioning outcome is recorded before anything else, even when stopping.
         if let Some(pairs) = self.pending_record.clone() {
-            if self.memo.not_before.is_some_and(|t| t > Instant::now()) {
+            if !self.retiring && self.memo.not_before.is_some_and(|t| t > Instant::now()) {
                 self.wake_at(self.memo.not_before.unwrap_or_else(Instant::now), ctx);
                 return;
             }
-            self.write_record(pairs, ctx);
+            if !(self.retiring && self.memo.not_before.is_some()) {
+                self.write_record(pairs, ctx);
+                return;
+            }
+        }
+        if self.retiring {
+            ctx.stop();
             return;
         }
         let now = Instant::now();

@@ -244,8 +244,8 @@ pub async fn handle(
     }
     if let Some((resp, code)) = inject_fault(&call, &state).await {
         if call.method != "GET" {
-            let sid = system_id_of(&call.rest)
-                .or_else(|| call.param("system_id").map(str::to_string));
+            let sid =
+                system_id_of(&call.rest).or_else(|| call.param("system_id").map(str::to_string));
             state.world.lock().record(
                 &call.method,
                 &call.full_path,
