@@ -199,15 +199,18 @@ pub async fn start(cfg: &Config) -> Result<Controller, StartError> {
         ApiVersion::V1 => None,
     };
     let supervisor = Supervisor::new(deps, filter).start();
-    let poller = Poller::new(
+    let mut poller = Poller::new(
         client,
         supervisor.clone(),
         s.maas.period,
         zones,
         board.clone(),
         metrics.clone(),
-    )
-    .start();
+    );
+    if s.events.enabled && cfg.api_version == ApiVersion::V2 {
+        poller = poller.with_event_feed(s.events.interval);
+    }
+    let poller = poller.start();
     Ok(Controller {
         poller,
         supervisor,

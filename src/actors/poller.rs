@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use actix::prelude::*;
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 
 use super::{Snapshot, StopPolling, Supervisor};
 use crate::backoff::Backoff;
@@ -34,6 +34,59 @@ pub struct Poller {
     metrics: Arc<Metrics>,
     /// Observed lateness of ticks, for the jitter figures.
     pub max_tick_lateness: Duration,
+    /// The event-log feed, when enabled (API 2.0).
+    feed: Option<Feed>,
+    /// When the last list was sent: a scheduled tick right after an early list is skipped.
+    last_list_started: Option<Instant>,
+}
+
+/// Following MAAS's event log between full lists.
+struct Feed {
+    interval: Duration,
+    state: FeedState,
+    /// The newest event id seen; the next query asks for events after it.
+    last_id: i64,
+    in_flight: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum FeedState {
+    /// Take the newest event id, then do a full list.
+    Baseline,
+    /// Waiting for the full list that follows a baseline.
+    AwaitList,
+    Active,
+}
+
+/// Largest page MAAS serves.
+const EVENT_PAGE: u32 = 1000;
+/// Pages followed in one feed read before leaving the rest to a full list.
+const MAX_PAGES: usize = 10;
+/// Machines read per delta request (`machines/?id=..&id=..`).
+const DELTA_BATCH: usize = 100;
+
+/// What one feed read found.
+enum FeedRead {
+    Changed {
+        last_id: i64,
+        ids: Vec<String>,
+        events: usize,
+    },
+    /// The log went backwards or the answer is inconsistent: resync.
+    Broken(&'static str, String),
+}
+
+#[derive(serde::Deserialize)]
+struct EventPage {
+    count: usize,
+    events: Vec<EventEntry>,
+}
+
+#[derive(serde::Deserialize)]
+struct EventEntry {
+    id: i64,
+    #[serde(default)]
+    node: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -66,7 +119,162 @@ impl Poller {
             board,
             metrics,
             max_tick_lateness: Duration::ZERO,
+            feed: None,
+            last_list_started: None,
         }
+    }
+
+    /// Follow the event log every `interval` between full lists.
+    pub fn with_event_feed(mut self, interval: Duration) -> Self {
+        self.feed = Some(Feed {
+            interval,
+            state: FeedState::Baseline,
+            last_id: 0,
+            in_flight: false,
+        });
+        self
+    }
+
+    fn feed_tick(&mut self, ctx: &mut Context<Self>) {
+        if self.stopped {
+            return;
+        }
+        let Some(feed) = self.feed.as_mut() else {
+            return;
+        };
+        if feed.in_flight {
+            return;
+        }
+        match feed.state {
+            FeedState::AwaitList => {}
+            FeedState::Baseline => {
+                feed.in_flight = true;
+                let client = self.client.clone();
+                let fut = async move {
+                    let req = client.api().events_after(None, 1);
+                    let body = client.call(&req, "events").await?;
+                    let page: EventPage = serde_json::from_slice(&body)
+                        .map_err(|e| PollError::Parse(format!("events: {e}")))?;
+                    Ok::<i64, PollError>(page.events.iter().map(|e| e.id).max().unwrap_or(0))
+                };
+                ctx.spawn(fut.into_actor(self).map(|res, act, ctx| {
+                    let Some(feed) = act.feed.as_mut() else {
+                        return;
+                    };
+                    feed.in_flight = false;
+                    match res {
+                        Ok(newest) => {
+                            debug!(newest, "event log baseline taken");
+                            feed.last_id = newest;
+                            feed.state = FeedState::AwaitList;
+                            // Everything after `newest` reaches us through the feed; the
+                            // list that follows covers everything before it.
+                            act.not_before = Some(Instant::now());
+                            act.tick(ctx);
+                        }
+                        Err(e) => {
+                            debug!(error = %e, "event log not readable yet; full lists continue")
+                        }
+                    }
+                }));
+            }
+            FeedState::Active => {
+                feed.in_flight = true;
+                let after = feed.last_id;
+                let client = self.client.clone();
+                let fut = read_feed(client, after);
+                ctx.spawn(
+                    fut.into_actor(self)
+                        .map(move |res, act, ctx| act.fed(res, ctx)),
+                );
+            }
+        }
+    }
+
+    fn fed(&mut self, res: Result<FeedRead, PollError>, ctx: &mut Context<Self>) {
+        let Some(feed) = self.feed.as_mut() else {
+            return;
+        };
+        feed.in_flight = false;
+        let reason = match res {
+            Ok(FeedRead::Changed {
+                last_id,
+                ids,
+                events,
+            }) => {
+                if events > 0 {
+                    debug!(
+                        events,
+                        machines = ids.len(),
+                        last_id,
+                        "event log: machines changed"
+                    );
+                }
+                feed.last_id = last_id;
+                self.metrics.events_seen.inc_by(events as u64);
+                if !ids.is_empty() {
+                    self.read_delta(ids, ctx);
+                }
+                return;
+            }
+            Ok(FeedRead::Broken(reason, detail)) => {
+                warn!(reason, %detail, "event log inconsistent; falling back to a full list");
+                reason
+            }
+            Err(e) => {
+                warn!(error = %e, "event log read failed; falling back to a full list");
+                match e {
+                    PollError::Parse(_) => "unparsable",
+                    PollError::Maas(_) => "error",
+                }
+            }
+        };
+        self.metrics
+            .fallbacks
+            .get_or_create(&KindLabels {
+                kind: reason.into(),
+            })
+            .inc();
+        if let Some(feed) = self.feed.as_mut() {
+            feed.state = FeedState::Baseline;
+        }
+        self.feed_tick(ctx);
+    }
+
+    /// Re-read only the machines that changed and publish them as a delta.
+    fn read_delta(&mut self, ids: Vec<String>, ctx: &mut Context<Self>) {
+        let client = self.client.clone();
+        let version = client.settings().version;
+        let started = Instant::now();
+        let fut = async move {
+            let mut all = Vec::new();
+            for chunk in ids.chunks(DELTA_BATCH) {
+                let req = client.api().list_ids(chunk.iter().map(String::as_str));
+                let body = client.call(&req, "delta").await?;
+                let parsed = parse_machine_list(&body, version)
+                    .map_err(|e| PollError::Parse(e.to_string()))?;
+                all.extend(parsed.machines);
+            }
+            Ok::<_, PollError>(all)
+        };
+        ctx.spawn(fut.into_actor(self).map(move |res, act, ctx| match res {
+            Ok(machines) => {
+                act.metrics.deltas.inc();
+                act.supervisor.do_send(Snapshot {
+                    machines: Arc::new(machines),
+                    fetched_at: started,
+                    full: false,
+                });
+            }
+            Err(e) => {
+                warn!(error = %e, "re-reading changed machines failed; falling back to a full list");
+                act.metrics.fallbacks.get_or_create(&KindLabels { kind: "delta_error".into() }).inc();
+                if let Some(feed) = act.feed.as_mut() {
+                    feed.state = FeedState::Baseline;
+                }
+                act.feed_tick(ctx);
+            }
+        }));
     }
 
     fn schedule(&mut self, ctx: &mut Context<Self>) {
@@ -97,13 +305,31 @@ impl Poller {
             return;
         }
         if self
+            .feed
+            .as_ref()
+            .is_some_and(|f| f.state == FeedState::Baseline && f.in_flight)
+        {
+            // The baseline read triggers the list as soon as it has the newest event id.
+            return;
+        }
+        if self
             .not_before
             .is_some_and(|t| t > Instant::now() + Duration::from_millis(5))
         {
             return;
         }
-        self.in_flight = true;
         let started = Instant::now();
+        let retrying = self.not_before.is_some();
+        if !retrying
+            && self
+                .last_list_started
+                .is_some_and(|t| started.duration_since(t) < self.period / 2)
+        {
+            // A list just ran (the feed's start-up list): keep the period.
+            return;
+        }
+        self.in_flight = true;
+        self.last_list_started = Some(started);
         let client = self.client.clone();
         let req = client.api().list(&self.zones);
         let version = client.settings().version;
@@ -160,6 +386,11 @@ impl Poller {
                 });
                 if recovered {
                     info!(machines = n, "MAAS list works again");
+                }
+                if let Some(feed) = self.feed.as_mut() {
+                    if feed.state == FeedState::AwaitList {
+                        feed.state = FeedState::Active;
+                    }
                 }
                 self.supervisor.do_send(Snapshot {
                     machines: Arc::new(parsed.machines),
@@ -218,7 +449,17 @@ impl Actor for Poller {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         self.next_tick = Instant::now();
-        self.tick(ctx);
+        match self.feed.as_ref().map(|f| f.interval) {
+            Some(interval) => {
+                // Take the newest event id before the first list, so no change is lost
+                // between the two; the baseline triggers that first list itself.
+                self.feed_tick(ctx);
+                ctx.run_interval(interval, |act, ctx| act.feed_tick(ctx));
+                // If the event log cannot be read, lists go on regardless.
+                self.next_tick = Instant::now() + Duration::from_millis(200).min(self.period);
+            }
+            None => self.tick(ctx),
+        }
         self.schedule(ctx);
     }
 }
@@ -242,4 +483,53 @@ impl Handler<TickLateness> for Poller {
     fn handle(&mut self, _: TickLateness, _ctx: &mut Self::Context) -> Self::Result {
         MessageResult(self.max_tick_lateness)
     }
+}
+
+/// Read the events after `after`, following full pages, and collect the machines named.
+async fn read_feed(client: MaasClient, after: i64) -> Result<FeedRead, PollError> {
+    let mut last = after;
+    let mut ids: Vec<String> = Vec::new();
+    let mut events = 0usize;
+    for _ in 0..MAX_PAGES {
+        let req = client.api().events_after(Some(last), EVENT_PAGE);
+        let body = client.call(&req, "events").await?;
+        let page: EventPage =
+            serde_json::from_slice(&body).map_err(|e| PollError::Parse(format!("events: {e}")))?;
+        if page.count != page.events.len() {
+            return Ok(FeedRead::Broken(
+                "inconsistent",
+                format!("count {} but {} events", page.count, page.events.len()),
+            ));
+        }
+        if let Some(old) = page.events.iter().find(|e| e.id <= last) {
+            return Ok(FeedRead::Broken(
+                "gap",
+                format!("event {} is not after {last}: the log went back", old.id),
+            ));
+        }
+        events += page.events.len();
+        for e in &page.events {
+            if let Some(n) = e.node.as_ref().filter(|n| !n.is_empty()) {
+                if !ids.contains(n) {
+                    ids.push(n.clone());
+                }
+            }
+        }
+        // `next_uri` drops `after` when nothing is new (MAAS's trap): keep our own cursor.
+        last = page.events.iter().map(|e| e.id).max().unwrap_or(last);
+        if page.events.len() < EVENT_PAGE as usize {
+            return Ok(FeedRead::Changed {
+                last_id: last,
+                ids,
+                events,
+            });
+        }
+    }
+    Ok(FeedRead::Broken(
+        "backlog",
+        format!(
+            "more than {} events since {after}",
+            MAX_PAGES * EVENT_PAGE as usize
+        ),
+    ))
 }

@@ -42,6 +42,14 @@ impl Handler<Snapshot> for Supervisor {
         let mut spawned = 0usize;
         for m in snap.machines.iter() {
             if !self.filter.matches(&m.hostname, m.zone_name()) {
+                // A delta can show a machine leaving the filter (zone moved, renamed).
+                if !snap.full {
+                    if let Some(addr) = self.nodes.remove(&m.system_id) {
+                        info!(system_id = %m.system_id, "machine left the filter; no longer managed");
+                        addr.do_send(Retire);
+                        self.deps.board.remove(&m.system_id);
+                    }
+                }
                 continue;
             }
             selected.insert(m.system_id.as_str());

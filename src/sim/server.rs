@@ -50,6 +50,8 @@ pub struct Faults {
     pub events_error_rate: f64,
     /// `events/` answers non-JSON.
     pub events_garbage_rate: f64,
+    /// `events/` answers with an event older than `after` (the log went back).
+    pub events_gap_rate: f64,
     /// Only fault these paths' kinds: "all" (default), "list", "ops", "events".
     pub scope: Option<String>,
 }
@@ -392,6 +394,8 @@ async fn inject_fault(call: &Call, state: &SimState) -> Option<(HttpResponse, u1
             Some(409)
         } else if kind == "events" && roll(f.events_garbage_rate) {
             Some(1)
+        } else if kind == "events" && roll(f.events_gap_rate) {
+            Some(2)
         } else {
             None
         };
@@ -402,7 +406,7 @@ async fn inject_fault(call: &Call, state: &SimState) -> Option<(HttpResponse, u1
     }
     let (o, retry) = outcome?;
     let logged = match o {
-        0 | 1 => 0,
+        0..=2 => 0,
         5030 => 503,
         other => other,
     };
@@ -416,6 +420,10 @@ async fn inject_fault(call: &Call, state: &SimState) -> Option<(HttpResponse, u1
                 .streaming(s)
         }
         1 => text(200, "<html><body>garbage (injected)</body></html>"),
+        2 => json_body(
+            200,
+            r#"{"count":1,"events":[{"username":"unknown","node":"","hostname":"","id":0,"level":"INFO","created":"","type":"Injected","description":"log reset (injected)"}],"next_uri":"","prev_uri":""}"#,
+        ),
         409 => HttpResponse::Conflict()
             .insert_header(("Retry-After", retry.to_string()))
             .content_type("text/plain")
