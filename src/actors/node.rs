@@ -66,6 +66,23 @@ pub struct NodeActor {
     status_since: Instant,
     retiring: bool,
     span: Span,
+    /// What the board shows for this machine, to skip rewriting an unchanged row.
+    published: Option<Published>,
+}
+
+/// The inputs of the last board row written.
+#[derive(Debug, Clone, PartialEq)]
+struct Published {
+    step: Step,
+    status: NodeStatus,
+    power: crate::maas::PowerState,
+    in_flight: Option<ActionKind>,
+    phase: Provision,
+    attempts: (u32, u32),
+    last_error: Option<String>,
+    hostname: String,
+    zone: String,
+    owner: Option<String>,
 }
 
 impl NodeActor {
@@ -95,6 +112,7 @@ impl NodeActor {
             status_since: Instant::now(),
             retiring: false,
             span,
+            published: None,
             deps,
             machine,
         }
@@ -263,7 +281,8 @@ impl NodeActor {
 
     fn act(&mut self, action: Action, ctx: &mut Context<Self>) {
         let kind = action.kind();
-        let _e = self.span.enter();
+        let span = self.span.clone();
+        let _e = span.enter();
         if self.deps.preview {
             info!(action = kind.as_str(), status = %self.machine.status, "preview: would send {}", kind.as_str());
             self.memo.sent.push(kind);
@@ -378,10 +397,11 @@ impl NodeActor {
     }
 
     fn start_provision(&mut self, ctx: &mut Context<Self>) {
-        let Some(p) = &self.deps.provision else {
+        let Some(permits) = self.deps.provision.as_ref().map(|p| p.permits.clone()) else {
             return;
         };
-        let _g = self.span.enter();
+        let span = self.span.clone();
+        let _g = span.enter();
         if self.deps.preview {
             if !self.memo.sent(ActionKind::Provision) {
                 info!("preview: would run provisioning");
@@ -395,7 +415,6 @@ impl NodeActor {
         info!(attempt, "provisioning");
         self.publish_in_flight();
         let m = self.machine.clone();
-        let permits = p.permits.clone();
         let deps = self.deps.clone();
         let fut = async move {
             let _permit = permits.acquire_owned().await;
@@ -605,8 +624,40 @@ impl NodeActor {
         }
     }
 
+    fn unchanged(&self, step: &Step) -> bool {
+        let Some(p) = &self.published else {
+            return false;
+        };
+        let m = &self.machine;
+        p.step == *step
+            && p.status == m.status
+            && p.power == m.power_state
+            && p.in_flight == self.in_flight
+            && p.phase == self.provision.phase
+            && p.attempts == (self.provision.attempts, self.backoff.attempts())
+            && p.last_error == self.last_error
+            && p.hostname == m.hostname
+            && p.zone == m.zone_name()
+            && p.owner == m.owner
+    }
+
     /// Update the board, and log when the step changes in a way an operator cares about.
     fn publish(&mut self, step: &Step) {
+        if self.unchanged(step) {
+            return;
+        }
+        self.published = Some(Published {
+            step: step.clone(),
+            status: self.machine.status,
+            power: self.machine.power_state,
+            in_flight: self.in_flight,
+            phase: self.provision.phase,
+            attempts: (self.provision.attempts, self.backoff.attempts()),
+            last_error: self.last_error.clone(),
+            hostname: self.machine.hostname.clone(),
+            zone: self.machine.zone_name().to_string(),
+            owner: self.machine.owner.clone(),
+        });
         let mut view = self.view(step);
         let label = step.label();
         if label != self.last_label {
@@ -626,7 +677,8 @@ impl NodeActor {
         self.deps.board.upsert(view);
     }
 
-    fn publish_in_flight(&self) {
+    fn publish_in_flight(&mut self) {
+        self.published = None;
         let k = self.in_flight.map(|k| k.as_str().to_string());
         let prov = self.provisioning_label().to_string();
         self.deps.board.update(&self.system_id, |v| {
@@ -743,6 +795,7 @@ impl Handler<Observed> for NodeActor {
     type Result = ();
 
     fn handle(&mut self, msg: Observed, ctx: &mut Self::Context) {
+        self.deps.board.note_observation();
         if self.adopt(msg.machine, msg.fetched_at) {
             self.evaluate(ctx);
         }

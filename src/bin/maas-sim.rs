@@ -3,6 +3,10 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+// mimalloc: list parsing allocates per machine; it is ~10% faster than the system allocator.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use clap::Parser;
 use maas_flow::maas::ApiKey;
 use maas_flow::sim::{

@@ -220,17 +220,20 @@ pub struct ListError(#[from] serde_json::Error);
 /// Parse a machine list in one pass; only if some entry is malformed, parse entry by
 /// entry so that one bad machine is skipped and the rest proceed.
 pub fn parse_machine_list(body: &[u8], version: ApiVersion) -> Result<ParsedList, ListError> {
-    match serde_json::from_slice::<Vec<Machine>>(body) {
-        Ok(list) => Ok(ParsedList {
-            machines: list
-                .into_iter()
-                .map(|mut m| {
-                    m.normalise(version);
-                    Arc::new(m)
-                })
-                .collect(),
-            skipped: Vec::new(),
-        }),
+    match serde_json::from_slice::<Vec<Arc<Machine>>>(body) {
+        Ok(mut machines) => {
+            if version == ApiVersion::V1 {
+                for m in machines.iter_mut() {
+                    if let Some(m) = Arc::get_mut(m) {
+                        m.normalise(version);
+                    }
+                }
+            }
+            Ok(ParsedList {
+                machines,
+                skipped: Vec::new(),
+            })
+        }
         Err(_) => parse_leniently(body, version),
     }
 }
