@@ -81,6 +81,9 @@ pub struct LifecycleSettings {
     pub power_helper_script: Option<String>,
     pub power_helper_user: Option<String>,
     pub skip_tag: Option<String>,
+    /// Adding this MAAS tag to a machine that gave up provisioning or is quarantined
+    /// starts it over.
+    pub retry_tag: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -195,6 +198,7 @@ impl Default for LifecycleSettings {
             power_helper_script: None,
             power_helper_user: None,
             skip_tag: Some("maas-flow-skip".into()),
+            retry_tag: Some("maas-flow-retry".into()),
         }
     }
 }
@@ -306,6 +310,7 @@ impl Config {
             relink_dhcp: s.lifecycle.relink_dhcp,
             power_helper: s.lifecycle.power_helper_script.is_some(),
             skip_tag: s.lifecycle.skip_tag.clone().filter(|t| !t.is_empty()),
+            retry_tag: s.lifecycle.retry_tag.clone().filter(|t| !t.is_empty()),
             recommission_attempts: s.recovery.recommission_attempts,
             redeploy_attempts: s.recovery.redeploy_attempts,
         }

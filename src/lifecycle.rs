@@ -45,6 +45,8 @@ pub struct Policy {
     pub power_helper: bool,
     /// Machines carrying this MAAS tag are left alone.
     pub skip_tag: Option<String>,
+    /// A MAAS tag an operator adds to retry a machine that gave up or is quarantined.
+    pub retry_tag: Option<String>,
     /// Commission again after Failed commissioning, up to this many times (0 = never).
     pub recommission_attempts: u32,
     /// Release and redeploy after Failed deployment, up to this many times (0 = never).
@@ -62,6 +64,7 @@ impl Default for Policy {
             relink_dhcp: false,
             power_helper: false,
             skip_tag: None,
+            retry_tag: None,
             recommission_attempts: 0,
             redeploy_attempts: 0,
         }

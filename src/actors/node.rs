@@ -59,6 +59,8 @@ pub struct NodeActor {
     in_flight: Option<ActionKind>,
     backoff: Backoff,
     prov_backoff: Backoff,
+    /// Spaces out recovery attempts (recommission, redeploy); reset at Ready/Deployed.
+    recovery_backoff: Backoff,
     last_error: Option<String>,
     wake: Option<SpawnHandle>,
     last_label: String,
@@ -104,6 +106,7 @@ impl NodeActor {
             provision: ProvisionState::default(),
             pending_record: None,
             in_flight: None,
+            recovery_backoff: Backoff::new(deps.retry_base * 5, deps.retry_cap),
             backoff,
             prov_backoff,
             last_error: None,
@@ -130,7 +133,16 @@ impl NodeActor {
                 tracing::info_span!("machine", system_id = %m.system_id, hostname = %m.hostname);
         }
         let status_changed = self.memo.observe(m.status);
+        let retry_requested = self
+            .deps
+            .policy
+            .retry_tag
+            .as_ref()
+            .is_some_and(|t| m.tag_names.contains(t) && !self.machine.tag_names.contains(t));
         self.machine = m;
+        if retry_requested {
+            self.operator_retry();
+        }
         if status_changed {
             let spent = self.status_since.elapsed().as_secs_f64();
             self.deps
@@ -150,9 +162,52 @@ impl NodeActor {
             if old == NodeStatus::Deployed {
                 self.left_deployed();
             }
+            match self.machine.status {
+                NodeStatus::Ready | NodeStatus::Deployed => self.recovery_backoff.reset(),
+                NodeStatus::FailedCommissioning | NodeStatus::FailedDeployment
+                    if self.deps.policy.recommission_attempts
+                        + self.deps.policy.redeploy_attempts
+                        > 0 =>
+                {
+                    // Recovery waits a little, growing with each failure of the same machine.
+                    self.memo.not_before =
+                        Some(Instant::now() + self.recovery_backoff.next_delay());
+                }
+                _ => {}
+            }
         }
         self.load_durable();
         true
+    }
+
+    /// The operator added the retry tag: forget failures and quarantine, start over.
+    fn operator_retry(&mut self) {
+        let span = self.span.clone();
+        let _g = span.enter();
+        info!("retry tag found: clearing failures and starting over");
+        self.memo.recommissions = 0;
+        self.memo.redeploys = 0;
+        self.memo.sent.clear();
+        self.memo.not_before = None;
+        self.backoff.reset();
+        self.recovery_backoff.reset();
+        self.last_error = None;
+        if matches!(
+            self.provision.phase,
+            Provision::GaveUp | Provision::Failed { .. }
+        ) || self.provision.attempts > 0
+        {
+            self.provision.phase = Provision::Pending;
+            self.provision.attempts = 0;
+            self.provision.last_error = None;
+            self.prov_backoff.reset();
+            if self.deps.annotations {
+                self.pending_record = Some(vec![(ANNOTATION_ATTEMPTS.to_string(), String::new())]);
+            }
+            if let Some(store) = self.deps.provision.as_ref().and_then(|p| p.store.clone()) {
+                persist(store, self.system_id.clone(), Record::default());
+            }
+        }
     }
 
     /// A machine that leaves Deployed gets provisioned again on its next deployment.

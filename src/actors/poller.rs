@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use actix::prelude::*;
+use futures_util::StreamExt;
 use tracing::{debug, error, info, warn};
 
 use super::{Snapshot, StopPolling, Supervisor};
@@ -64,6 +65,8 @@ const EVENT_PAGE: u32 = 1000;
 const MAX_PAGES: usize = 10;
 /// Machines read per delta request (`machines/?id=..&id=..`).
 const DELTA_BATCH: usize = 100;
+/// Delta batches read at once.
+const DELTA_PARALLEL: usize = 4;
 
 /// What one feed read found.
 enum FeedRead {
@@ -247,13 +250,25 @@ impl Poller {
         let version = client.settings().version;
         let started = Instant::now();
         let fut = async move {
+            // A few batches at once; parsing on the blocking pool, never on the actors' thread.
+            let reads: Vec<_> = ids
+                .chunks(DELTA_BATCH)
+                .map(|chunk| {
+                    let client = client.clone();
+                    let req = client.api().list_ids(chunk.iter().map(String::as_str));
+                    async move {
+                        let body = client.call(&req, "delta").await?;
+                        actix_rt::task::spawn_blocking(move || parse_machine_list(&body, version))
+                            .await
+                            .map_err(|e| PollError::Parse(e.to_string()))?
+                            .map_err(|e| PollError::Parse(e.to_string()))
+                    }
+                })
+                .collect();
             let mut all = Vec::new();
-            for chunk in ids.chunks(DELTA_BATCH) {
-                let req = client.api().list_ids(chunk.iter().map(String::as_str));
-                let body = client.call(&req, "delta").await?;
-                let parsed = parse_machine_list(&body, version)
-                    .map_err(|e| PollError::Parse(e.to_string()))?;
-                all.extend(parsed.machines);
+            let mut stream = futures_util::stream::iter(reads).buffered(DELTA_PARALLEL);
+            while let Some(parsed) = stream.next().await {
+                all.extend(parsed?.machines);
             }
             Ok::<_, PollError>(all)
         };

@@ -60,6 +60,9 @@ struct Args {
     /// Probability of a dropped connection per API request.
     #[arg(long, default_value_t = 0.0)]
     drop_rate: f64,
+    /// Worker threads serving HTTP.
+    #[arg(long, default_value_t = 2)]
+    workers: usize,
     /// Serve the legacy API 1.0 ("on") or answer 410 like MAAS 2.0+ ("off").
     #[arg(long, default_value = "on", value_parser = ["on", "off"])]
     api1: String,
@@ -70,6 +73,9 @@ struct Args {
     provision_time: Duration,
     #[arg(long, default_value_t = 0.0)]
     provision_fail_rate: f64,
+    /// System ids whose provisioning jobs never finish (repeatable).
+    #[arg(long)]
+    provision_hang: Vec<String>,
     #[arg(long, default_value_t = 1)]
     seed: u64,
 }
@@ -116,7 +122,7 @@ fn main() -> std::process::ExitCode {
             api1: a.api1 == "on",
             seed: a.seed,
             listen: a.listen,
-            workers: 2,
+            workers: a.workers,
         };
         let timings = Timings {
             commission: a.commission_time,
@@ -128,6 +134,7 @@ fn main() -> std::process::ExitCode {
         let prov = ProvisionerConfig {
             duration: a.provision_time,
             fail_rate: a.provision_fail_rate,
+            hang: a.provision_hang.iter().cloned().collect(),
             ..ProvisionerConfig::default()
         };
         let n = machines.len();
@@ -155,7 +162,18 @@ fn main() -> std::process::ExitCode {
             "inspect:   http://{}/_sim/machines  http://{}/_sim/ops",
             sim.addr, sim.addr
         );
-        let _ = tokio::signal::ctrl_c().await;
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
         sim.stop().await;
         std::process::ExitCode::SUCCESS
     })
