@@ -168,3 +168,74 @@ async fn sigterm_lets_provisioning_in_flight_finish_and_record_its_outcome() {
     );
     sim.stop().await;
 }
+
+#[actix_rt::test]
+async fn the_api_key_never_appears_in_logs_or_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().display().to_string();
+    let script = write_script(
+        dir.path(),
+        &format!("echo \"$1 start\" >> '{out}/runs'\nenv > '{out}/env.$1'\nexit 1"),
+    );
+    let sim = start_sim(scenario::rack(3), fast_timings());
+    let secret = sim.api_key();
+    for format in ["text", "json"] {
+        let cfg = dir.path().join(format!("{format}.toml"));
+        std::fs::write(
+            &cfg,
+            format!(
+                "[maas]\nurl = \"{}\"\napi_key = \"{secret}\"\nperiod = \"200ms\"\n[provision]\nscript = \"{script}\"\nmax_attempts = 2\nretry_base = \"100ms\"\nretry_cap = \"200ms\"\n[http]\nlisten = \"127.0.0.1:0\"\n[log]\nlevel = \"trace\"\nformat = \"{format}\"\n",
+                sim.base_url
+            ),
+        )
+        .unwrap();
+        // Files, not pipes: trace-level logs would fill a pipe nobody reads.
+        let log_path = dir.path().join(format!("{format}.log"));
+        let log = std::fs::File::create(&log_path).unwrap();
+        let mut child = Command::new(BIN)
+            .arg("--config")
+            .arg(&cfg)
+            .stdout(Stdio::from(log.try_clone().unwrap()))
+            .stderr(Stdio::from(log))
+            .spawn()
+            .unwrap();
+        actix_rt::time::sleep(Duration::from_secs(3)).await;
+        signal(&child, libc::SIGTERM);
+        let status = wait_exit(&mut child, Duration::from_secs(15));
+        let logs = std::fs::read_to_string(&log_path).unwrap();
+        let tail: Vec<&str> = logs.lines().rev().take(15).collect();
+        assert!(
+            status.is_some_and(|s| s.success()),
+            "did not exit cleanly: {status:?}; log tail: {tail:#?}"
+        );
+        // The second run finds the rack done; the first one did the work.
+        assert!(
+            format == "json" || logs.contains("sending commission"),
+            "the run did work: {}",
+            &logs[..logs.len().min(2000)]
+        );
+        let token_secret = secret.rsplit(':').next().unwrap();
+        assert!(
+            !logs.contains(&secret) && !logs.contains(token_secret),
+            "{format} logs leak the key"
+        );
+        let check = Command::new(BIN)
+            .arg("--config")
+            .arg(&cfg)
+            .arg("check-config")
+            .output()
+            .unwrap();
+        assert!(!String::from_utf8_lossy(&check.stdout).contains(token_secret));
+    }
+    for entry in std::fs::read_dir(dir.path()).unwrap() {
+        let p = entry.unwrap().path();
+        if p.file_name().unwrap().to_string_lossy().starts_with("env.") {
+            let env = std::fs::read_to_string(&p).unwrap();
+            assert!(
+                !env.contains(secret.rsplit(':').next().unwrap()),
+                "scripts never see the key"
+            );
+        }
+    }
+    sim.stop().await;
+}
