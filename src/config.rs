@@ -373,7 +373,8 @@ pub fn load_settings(src: &Sources) -> Result<Settings, ConfigError> {
     }
     let mut env: HashMap<String, String> = HashMap::new();
     for (k, v) in &src.env {
-        if k.starts_with("MAAS_FLOW_") {
+        // MAAS_FLOW_CONFIG names the file itself; it is not a setting.
+        if k.starts_with("MAAS_FLOW_") && k != "MAAS_FLOW_CONFIG" {
             env.insert(k.clone(), v.clone());
         }
     }
@@ -802,6 +803,16 @@ mod tests {
             let e = load(&s).unwrap_err();
             assert_eq!(&e.key, key, "{toml}: {e}");
         }
+    }
+
+    #[test]
+    fn the_config_path_variable_is_not_a_setting() {
+        let (_d, s) = src(
+            "[maas]\napi_key = \"a:b:c\"\n",
+            &[("MAAS_FLOW_CONFIG", "/etc/x.toml")],
+            &[],
+        );
+        assert!(load(&s).is_ok());
     }
 
     #[test]
