@@ -146,6 +146,15 @@ struct Call {
 }
 
 impl Call {
+    /// Every value of a repeated query parameter.
+    fn params(&self, k: &str) -> Vec<&str> {
+        self.query
+            .iter()
+            .filter(|(p, _)| p == k)
+            .map(|(_, v)| v.as_str())
+            .collect()
+    }
+
     fn param(&self, k: &str) -> Option<&str> {
         self.query
             .iter()
@@ -773,24 +782,9 @@ fn events_query(call: &Call, w: &World) -> HttpResponse {
     let Some(min) = Event::level_rank(level) else {
         return text(400, format!("Unrecognised log level: {level}"));
     };
-    let ids: Vec<&str> = call
-        .query
-        .iter()
-        .filter(|(k, _)| k == "id")
-        .map(|(_, v)| v.as_str())
-        .collect();
-    let hostnames: Vec<&str> = call
-        .query
-        .iter()
-        .filter(|(k, _)| k == "hostname")
-        .map(|(_, v)| v.as_str())
-        .collect();
-    let zones: Vec<&str> = call
-        .query
-        .iter()
-        .filter(|(k, _)| k == "zone")
-        .map(|(_, v)| v.as_str())
-        .collect();
+    let ids = call.params("id");
+    let hostnames = call.params("hostname");
+    let zones = call.params("zone");
     let keep = |e: &&Event| {
         Event::level_rank(e.level).unwrap_or(0) >= min
             && (ids.is_empty() || ids.contains(&e.node.as_str()))
