@@ -132,6 +132,7 @@ fn dispatch(c: &mut Criterion) {
                             max_body: 1 << 20,
                             hinted_retries: 0,
                             max_retry_after: Duration::from_secs(1),
+                            tls: None,
                         },
                         metrics.clone(),
                     );

@@ -73,6 +73,7 @@ fn main() {
                 max_body: 1,
                 hinted_retries: 0,
                 max_retry_after: Duration::from_secs(1),
+                tls: None,
             },
             metrics.clone(),
         );

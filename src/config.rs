@@ -30,6 +30,7 @@ pub struct Settings {
     pub events: EventSettings,
     pub http: HttpSettings,
     pub log: LogSettings,
+    pub tls: TlsSettings,
     /// Log every action that would be taken; send no mutating request.
     pub preview: bool,
     /// How long in-flight operations may finish after SIGTERM/SIGINT.
@@ -140,6 +141,14 @@ pub struct HttpSettings {
     pub listen: String,
 }
 
+/// HTTPS to MAAS and to the provisioner: system roots plus an optional CA file.
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsSettings {
+    /// Extra CA certificates (PEM) to trust, e.g. a private MAAS CA.
+    pub ca_file: Option<String>,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LogSettings {
@@ -163,6 +172,7 @@ impl Default for Settings {
             events: EventSettings::default(),
             http: HttpSettings::default(),
             log: LogSettings::default(),
+            tls: TlsSettings::default(),
             preview: false,
             shutdown_grace: Duration::from_secs(30),
         }
@@ -472,9 +482,6 @@ fn validate(mut s: Settings) -> Result<Config, ConfigError> {
             ),
         ));
     }
-    if url.scheme() == "https" {
-        return Err(bad("maas.url", "https is not supported by this build yet; put a TLS-terminating proxy on loopback in front of MAAS or use http"));
-    }
     let mut base = url.as_str().trim_end_matches('/').to_string();
     if base.ends_with("/api/2.0") || base.ends_with("/api/1.0") {
         return Err(bad(
@@ -575,10 +582,10 @@ fn validate(mut s: Settings) -> Result<Config, ConfigError> {
         (None, Some(u)) => {
             let parsed = url::Url::parse(u)
                 .map_err(|e| bad("provision.url", format!("`{u}` is not a URL: {e}")))?;
-            if parsed.scheme() != "http" || parsed.host_str().is_none() {
+            if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none() {
                 return Err(bad(
                     "provision.url",
-                    format!("`{u}` must be an http:// URL with a host"),
+                    format!("`{u}` must be an http:// or https:// URL with a host"),
                 ));
             }
             ProvisionerKind::Http(u.trim_end_matches('/').to_string())
@@ -638,6 +645,9 @@ fn validate(mut s: Settings) -> Result<Config, ConfigError> {
         ));
     }
     positive(&s.shutdown_grace, "shutdown_grace")?;
+    if let Some(ca) = non_empty(&s.tls.ca_file) {
+        crate::tls::read_pem(ca).map_err(|e| bad("tls.ca_file", e.to_string()))?;
+    }
     if api_version == ApiVersion::V1
         && s.provision.state_file.is_none()
         && provisioner != ProvisionerKind::None

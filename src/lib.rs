@@ -23,3 +23,4 @@ pub mod run;
 pub mod shutdown;
 pub mod sim;
 pub mod status;
+pub mod tls;

@@ -56,6 +56,24 @@ pub enum StartError {
     Identity(String),
 }
 
+/// TLS settings shared by the MAAS client and the HTTP provisioner.
+fn tls_for(cfg: &Config) -> Option<Arc<rustls::ClientConfig>> {
+    let ca = cfg
+        .settings
+        .tls
+        .ca_file
+        .as_deref()
+        .filter(|c| !c.is_empty());
+    match crate::tls::client_config(ca) {
+        Ok(c) => Some(c),
+        Err(e) => {
+            // Validated at start-up; only a file changed since then gets here.
+            error!(error = %e, "TLS setup failed; https:// requests will fail");
+            None
+        }
+    }
+}
+
 pub fn client_for(cfg: &Config, metrics: Arc<Metrics>) -> MaasClient {
     let s = &cfg.settings.maas;
     MaasClient::new(
@@ -68,6 +86,7 @@ pub fn client_for(cfg: &Config, metrics: Arc<Metrics>) -> MaasClient {
             max_body: (s.max_body_mib as usize).saturating_mul(1024 * 1024),
             hinted_retries: 3,
             max_retry_after: Duration::from_secs(60),
+            tls: tls_for(cfg),
         },
         metrics,
     )
@@ -162,6 +181,7 @@ pub async fn start(cfg: &Config) -> Result<Controller, StartError> {
             s.provision.poll_interval.unwrap_or(s.maas.period),
             s.provision.ttl,
             s.maas.request_timeout,
+            tls_for(cfg),
         ))),
     };
     let deps = Rc::new(Deps {

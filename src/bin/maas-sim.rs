@@ -123,6 +123,7 @@ fn main() -> std::process::ExitCode {
             seed: a.seed,
             listen: a.listen,
             workers: a.workers,
+            tls: None,
         };
         let timings = Timings {
             commission: a.commission_time,

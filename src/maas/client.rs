@@ -106,6 +106,8 @@ pub struct ClientSettings {
     pub hinted_retries: u32,
     /// Upper bound on a `Retry-After` wait.
     pub max_retry_after: Duration,
+    /// TLS settings for an https:// region (system roots plus the operator's CA file).
+    pub tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 /// A MAAS API client. Cheap to clone; lives on the actor thread (awc is not `Send`).
@@ -118,6 +120,10 @@ pub struct MaasClient {
 
 impl MaasClient {
     pub fn new(settings: ClientSettings, metrics: Arc<Metrics>) -> Self {
+        let mut conn = awc::Connector::new().limit(256).timeout(settings.timeout);
+        if let Some(cfg) = settings.tls.clone() {
+            conn = conn.rustls_0_23(cfg);
+        }
         let http = awc::Client::builder()
             .disable_timeout()
             .no_default_headers()
@@ -125,7 +131,7 @@ impl MaasClient {
                 "User-Agent",
                 concat!("maas-flow/", env!("CARGO_PKG_VERSION")),
             ))
-            .connector(awc::Connector::new().limit(256).timeout(settings.timeout))
+            .connector(conn)
             .finish();
         MaasClient {
             http,

@@ -23,8 +23,14 @@ impl HttpProvisioner {
         poll_interval: Duration,
         ttl: Duration,
         request_timeout: Duration,
+        tls: Option<std::sync::Arc<rustls::ClientConfig>>,
     ) -> Self {
+        let mut conn = awc::Connector::new().timeout(request_timeout);
+        if let Some(cfg) = tls {
+            conn = conn.rustls_0_23(cfg);
+        }
         let http = awc::Client::builder()
+            .connector(conn)
             .timeout(request_timeout)
             .add_default_header((
                 "User-Agent",

@@ -61,14 +61,23 @@ impl Sim {
         })
         .workers(workers)
         .disable_signals()
-        .shutdown_timeout(1)
-        .bind(listen)?;
+        .shutdown_timeout(1);
+        let (server, scheme) = match &cfg.tls {
+            Some(tls) => (server.bind_rustls_0_23(listen, (**tls).clone())?, "https"),
+            None => (server.bind(listen)?, "http"),
+        };
         let addr = server.addrs()[0];
         let server = server.run();
         let handle = server.handle();
         actix_rt::spawn(server);
+        // TLS certificates name `localhost`, not the address.
+        let host = if cfg.tls.is_some() {
+            format!("localhost:{}", addr.port())
+        } else {
+            addr.to_string()
+        };
         Ok(Sim {
-            base_url: format!("http://{addr}/MAAS"),
+            base_url: format!("{scheme}://{host}/MAAS"),
             addr,
             state,
             server: handle,

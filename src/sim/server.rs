@@ -67,6 +67,8 @@ pub struct SimConfig {
     pub seed: u64,
     pub listen: std::net::SocketAddr,
     pub workers: usize,
+    /// Serve HTTPS with this configuration (tests of the client's TLS).
+    pub tls: Option<std::sync::Arc<rustls::ServerConfig>>,
 }
 
 impl Default for SimConfig {
@@ -78,6 +80,7 @@ impl Default for SimConfig {
             seed: 1,
             listen: "127.0.0.1:0".parse().expect("literal address"),
             workers: 2,
+            tls: None,
         }
     }
 }
