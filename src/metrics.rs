@@ -65,8 +65,7 @@ impl Default for Metrics {
 
 impl Metrics {
     pub fn new() -> Self {
-        let mut registry = Registry::with_prefix("maas_flow");
-        let m = Metrics {
+        let mut m = Metrics {
             actions: Family::default(),
             maas_requests: Family::default(),
             maas_latency: Family::new_with_constructor(seconds_histogram),
@@ -82,8 +81,10 @@ impl Metrics {
             events_seen: Counter::default(),
             deltas: Counter::default(),
             fallbacks: Family::default(),
-            registry: Registry::default(),
+            registry: Registry::with_prefix("maas_flow"),
         };
+        // Families share their state with their clones, so the registry can hold clones.
+        let registry = &mut m.registry;
         registry.register(
             "actions",
             "MAAS operations taken, by action and result",
@@ -155,8 +156,6 @@ impl Metrics {
             "Fallbacks from the event feed to a full list, by reason",
             m.fallbacks.clone(),
         );
-        let mut m = m;
-        m.registry = registry;
         m
     }
 

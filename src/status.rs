@@ -60,8 +60,6 @@ pub struct GlobalView {
 pub struct Board {
     machines: RwLock<BTreeMap<String, MachineView>>,
     global: RwLock<GlobalView>,
-    /// Row writes so far.
-    writes: std::sync::atomic::AtomicU64,
     /// Observations handled by node actors (benchmarks wait on it).
     observations: std::sync::atomic::AtomicU64,
 }
@@ -73,8 +71,6 @@ pub fn rfc3339(t: SystemTime) -> String {
 impl Board {
     pub fn upsert(&self, view: MachineView) {
         self.machines.write().insert(view.system_id.clone(), view);
-        self.writes
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
 
     pub fn note_observation(&self) {
@@ -84,10 +80,6 @@ impl Board {
 
     pub fn observations(&self) -> u64 {
         self.observations.load(std::sync::atomic::Ordering::Relaxed)
-    }
-
-    pub fn writes(&self) -> u64 {
-        self.writes.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     pub fn update(&self, system_id: &str, f: impl FnOnce(&mut MachineView)) {

@@ -476,8 +476,7 @@ async fn corrupt_list(resp: HttpResponse, state: &SimState) -> HttpResponse {
     }
 }
 
-fn reply(state: &SimState, w: &mut World, r: Reply, v1: bool) -> HttpResponse {
-    let _ = state;
+fn reply(w: &mut World, r: Reply, v1: bool) -> HttpResponse {
     match r {
         Reply::Machine(i) => {
             if v1 {
@@ -562,7 +561,7 @@ fn dispatch_v2(call: &Call, state: &SimState) -> HttpResponse {
                         return resp;
                     };
                     let r = w.allocate(&sid, user);
-                    let resp = reply(state, &mut w, r, false);
+                    let resp = reply(&mut w, r, false);
                     record(&mut w, Some(&sid), &resp);
                     return resp;
                 }
@@ -619,7 +618,7 @@ fn dispatch_v2(call: &Call, state: &SimState) -> HttpResponse {
                     return resp;
                 }
             };
-            let resp = reply(state, &mut w, r, false);
+            let resp = reply(&mut w, r, false);
             record(&mut w, Some(&sid), &resp);
             resp
         }
@@ -641,7 +640,7 @@ fn dispatch_v2(call: &Call, state: &SimState) -> HttpResponse {
             let resp = match (m, op, iface.parse::<i64>()) {
                 ("POST", Some(o @ ("link_subnet" | "unlink_subnet")), Ok(iid)) => {
                     let r = w.link_subnet(i, iid, o, &call.form);
-                    reply(state, &mut w, r, false)
+                    reply(&mut w, r, false)
                 }
                 (_, _, Err(_)) => text(404, "No Interface matches the given query."),
                 _ => signature(m, op),
@@ -871,7 +870,7 @@ fn dispatch_v1(call: &Call, state: &SimState) -> HttpResponse {
                     Some(i) => {
                         let sid = w.machines[i].system_id.clone();
                         let r = w.allocate(&sid, user);
-                        let resp = reply(state, &mut w, r, true);
+                        let resp = reply(&mut w, r, true);
                         record(&mut w, Some(&sid), &resp);
                         return resp;
                     }
@@ -926,7 +925,7 @@ fn dispatch_v1(call: &Call, state: &SimState) -> HttpResponse {
                     return resp;
                 }
             };
-            let resp = reply(state, &mut w, r, true);
+            let resp = reply(&mut w, r, true);
             record(&mut w, Some(&sid), &resp);
             resp
         }
@@ -938,7 +937,7 @@ fn dispatch_v1(call: &Call, state: &SimState) -> HttpResponse {
             let resp = match (m, op, iface.parse::<i64>()) {
                 ("POST", Some(o @ ("link_subnet" | "unlink_subnet")), Ok(iid)) => {
                     let r = w.link_subnet(i, iid, o, &call.form);
-                    reply(state, &mut w, r, true)
+                    reply(&mut w, r, true)
                 }
                 _ => signature(m, op),
             };
