@@ -52,9 +52,6 @@ pub struct Machine {
     /// API 1.0: `[{"mac_address": ...}]`.
     #[serde(default, deserialize_with = "nullable")]
     pub macaddress_set: Vec<MacAddress>,
-    /// API 1.0: the PXE MAC, an object or a string depending on the release.
-    #[serde(default)]
-    pub pxe_mac: Option<serde_json::Value>,
     #[serde(default, deserialize_with = "nullable")]
     pub workload_annotations: BTreeMap<String, String>,
     #[serde(default, deserialize_with = "nullable")]
