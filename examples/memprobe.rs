@@ -7,12 +7,11 @@
 use actix::prelude::*;
 use maas_flow::actors::{Deps, Snapshot, Supervisor};
 use maas_flow::filter::Filter;
-use maas_flow::lifecycle::Policy;
-use maas_flow::maas::{parse_machine_list, ApiKey, ApiVersion, ClientSettings, MaasClient};
+use maas_flow::maas::{parse_machine_list, ApiVersion};
 use maas_flow::metrics::Metrics;
 use maas_flow::status::Board;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use std::alloc::{GlobalAlloc, Layout};
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -63,38 +62,8 @@ fn main() {
     let machines = Arc::new(parsed.machines);
     actix_rt::System::new().block_on(async move {
         let metrics = Arc::new(Metrics::new());
-        let client = MaasClient::new(
-            ClientSettings {
-                base: "http://127.0.0.1:9/MAAS/".into(),
-                version: ApiVersion::V2,
-                key: ApiKey::parse("a:b:c").unwrap(),
-                timeout: Duration::from_secs(1),
-                list_timeout: Duration::from_secs(1),
-                max_body: 1,
-                hinted_retries: 0,
-                max_retry_after: Duration::from_secs(1),
-                tls: None,
-            },
-            metrics.clone(),
-        );
         let board = Arc::new(Board::default());
-        let deps = std::rc::Rc::new(Deps {
-            client,
-            policy: Policy {
-                me: "maas-flow".into(),
-                ..Policy::default()
-            },
-            deploy: Default::default(),
-            preview: true,
-            op_permits: Arc::new(tokio::sync::Semaphore::new(1)),
-            retry_base: Duration::from_secs(1),
-            retry_cap: Duration::from_secs(1),
-            provision: None,
-            annotations: true,
-            power_helper: None,
-            board: board.clone(),
-            metrics,
-        });
+        let deps = std::rc::Rc::new(Deps::offline("maas-flow", board.clone(), metrics));
         let sup = Supervisor::new(
             deps,
             Arc::new(Filter::new(maas_flow::filter::FilterSpec::default_zone()).unwrap()),

@@ -95,3 +95,41 @@ pub struct PowerHelper {
 }
 
 pub type SharedDeps = Rc<Deps>;
+
+impl Deps {
+    /// A controller that decides but never sends anything (preview mode against an
+    /// unreachable address): what benchmarks and memory probes drive.
+    pub fn offline(me: &str, board: Arc<Board>, metrics: Arc<Metrics>) -> Self {
+        let client = MaasClient::new(
+            crate::maas::ClientSettings {
+                base: "http://127.0.0.1:9/MAAS/".into(),
+                version: crate::maas::ApiVersion::V2,
+                key: crate::maas::ApiKey::parse("offline:offline:offline").expect("literal key"),
+                timeout: Duration::from_secs(1),
+                list_timeout: Duration::from_secs(1),
+                max_body: 1 << 20,
+                hinted_retries: 0,
+                max_retry_after: Duration::from_secs(1),
+                tls: None,
+            },
+            metrics.clone(),
+        );
+        Deps {
+            client,
+            policy: Policy {
+                me: me.into(),
+                ..Policy::default()
+            },
+            deploy: DeployParams::default(),
+            preview: true,
+            op_permits: Arc::new(Semaphore::new(1)),
+            retry_base: Duration::from_secs(1),
+            retry_cap: Duration::from_secs(1),
+            provision: None,
+            annotations: true,
+            power_helper: None,
+            board,
+            metrics,
+        }
+    }
+}
