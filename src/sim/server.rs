@@ -149,6 +149,15 @@ struct Call {
 }
 
 impl Call {
+    /// Log the request in the op log: every mutating request, and any refused one.
+    fn record(&self, w: &mut World, sid: Option<&str>, resp: &HttpResponse) {
+        let code = resp.status().as_u16();
+        if self.method != "GET" || !resp.status().is_success() {
+            let op = self.op.as_deref().unwrap_or("");
+            w.record(&self.method, &self.full_path, op, sid, &self.form, code);
+        }
+    }
+
     /// Every value of a repeated query parameter.
     fn params(&self, k: &str) -> Vec<&str> {
         self.query
@@ -533,18 +542,6 @@ fn dispatch_v2(call: &Call, state: &SimState) -> HttpResponse {
     let op = call.op.as_deref();
     let mut w = state.world.lock();
     w.advance(Instant::now());
-    let record = |w: &mut World, sid: Option<&str>, resp: &HttpResponse| {
-        if m != "GET" || !resp.status().is_success() {
-            w.record(
-                m,
-                &call.full_path,
-                op.unwrap_or(""),
-                sid,
-                &call.form,
-                resp.status().as_u16(),
-            );
-        }
-    };
     match segs.as_slice() {
         ["version"] if m == "GET" => version(),
         ["users"] if m == "GET" && op == Some("whoami") => whoami(state),
@@ -557,24 +554,24 @@ fn dispatch_v2(call: &Call, state: &SimState) -> HttpResponse {
                 ("POST", Some("allocate")) if segs[0] == "machines" => {
                     let Some(sid) = call.param("system_id").map(str::to_string) else {
                         let resp = text(409, "No machine available.");
-                        record(&mut w, None, &resp);
+                        call.record(&mut w, None, &resp);
                         return resp;
                     };
                     let r = w.allocate(&sid, user);
                     let resp = reply(&mut w, r, false);
-                    record(&mut w, Some(&sid), &resp);
+                    call.record(&mut w, Some(&sid), &resp);
                     return resp;
                 }
                 _ => signature(m, op),
             };
-            record(&mut w, None, &resp);
+            call.record(&mut w, None, &resp);
             resp
         }
         ["machines" | "nodes", id] => {
             let sid = id.to_string();
             let Some(i) = w.find(&sid) else {
                 let resp = text(404, "No Machine matches the given query.");
-                record(&mut w, Some(&sid), &resp);
+                call.record(&mut w, Some(&sid), &resp);
                 return resp;
             };
             let r = match (m, op) {
@@ -607,19 +604,19 @@ fn dispatch_v2(call: &Call, state: &SimState) -> HttpResponse {
                         }
                         _ => {
                             let resp = signature(m, op);
-                            record(&mut w, Some(&sid), &resp);
+                            call.record(&mut w, Some(&sid), &resp);
                             return resp;
                         }
                     }
                 }
                 _ => {
                     let resp = signature(m, op);
-                    record(&mut w, Some(&sid), &resp);
+                    call.record(&mut w, Some(&sid), &resp);
                     return resp;
                 }
             };
             let resp = reply(&mut w, r, false);
-            record(&mut w, Some(&sid), &resp);
+            call.record(&mut w, Some(&sid), &resp);
             resp
         }
         ["nodes", id, "interfaces"] if m == "GET" => {
@@ -634,7 +631,7 @@ fn dispatch_v2(call: &Call, state: &SimState) -> HttpResponse {
             let sid = id.to_string();
             let Some(i) = w.find(&sid) else {
                 let resp = text(404, "No Node matches the given query.");
-                record(&mut w, Some(&sid), &resp);
+                call.record(&mut w, Some(&sid), &resp);
                 return resp;
             };
             let resp = match (m, op, iface.parse::<i64>()) {
@@ -645,7 +642,7 @@ fn dispatch_v2(call: &Call, state: &SimState) -> HttpResponse {
                 (_, _, Err(_)) => text(404, "No Interface matches the given query."),
                 _ => signature(m, op),
             };
-            record(&mut w, Some(&sid), &resp);
+            call.record(&mut w, Some(&sid), &resp);
             resp
         }
         ["events"] if m == "GET" && op == Some("query") => events_query(call, &w),
@@ -837,18 +834,6 @@ fn dispatch_v1(call: &Call, state: &SimState) -> HttpResponse {
     let op = call.op.as_deref();
     let mut w = state.world.lock();
     w.advance(Instant::now());
-    let record = |w: &mut World, sid: Option<&str>, resp: &HttpResponse| {
-        if m != "GET" || !resp.status().is_success() {
-            w.record(
-                m,
-                &call.full_path,
-                op.unwrap_or(""),
-                sid,
-                &call.form,
-                resp.status().as_u16(),
-            );
-        }
-    };
     match segs.as_slice() {
         ["version"] if m == "GET" => {
             json_body(200, r#"{"capabilities":[],"version":"1.9.5 (maas-sim)"}"#)
@@ -871,7 +856,7 @@ fn dispatch_v1(call: &Call, state: &SimState) -> HttpResponse {
                         let sid = w.machines[i].system_id.clone();
                         let r = w.allocate(&sid, user);
                         let resp = reply(&mut w, r, true);
-                        record(&mut w, Some(&sid), &resp);
+                        call.record(&mut w, Some(&sid), &resp);
                         return resp;
                     }
                     None => text(
@@ -879,12 +864,12 @@ fn dispatch_v1(call: &Call, state: &SimState) -> HttpResponse {
                         format!("No available node matches constraints: name={name}"),
                     ),
                 };
-                record(&mut w, None, &resp);
+                call.record(&mut w, None, &resp);
                 resp
             }
             _ => {
                 let resp = signature(m, op);
-                record(&mut w, None, &resp);
+                call.record(&mut w, None, &resp);
                 resp
             }
         },
@@ -892,7 +877,7 @@ fn dispatch_v1(call: &Call, state: &SimState) -> HttpResponse {
             let sid = id.to_string();
             let Some(i) = w.find(&sid) else {
                 let resp = text(404, "Not Found");
-                record(&mut w, Some(&sid), &resp);
+                call.record(&mut w, Some(&sid), &resp);
                 return resp;
             };
             let r = match (m, op) {
@@ -921,12 +906,12 @@ fn dispatch_v1(call: &Call, state: &SimState) -> HttpResponse {
                 ("POST", Some("mark_fixed")) => w.mark_fixed(i),
                 _ => {
                     let resp = signature(m, op);
-                    record(&mut w, Some(&sid), &resp);
+                    call.record(&mut w, Some(&sid), &resp);
                     return resp;
                 }
             };
             let resp = reply(&mut w, r, true);
-            record(&mut w, Some(&sid), &resp);
+            call.record(&mut w, Some(&sid), &resp);
             resp
         }
         ["nodes", id, "interfaces", iface] => {
@@ -941,7 +926,7 @@ fn dispatch_v1(call: &Call, state: &SimState) -> HttpResponse {
                 }
                 _ => signature(m, op),
             };
-            record(&mut w, Some(&sid), &resp);
+            call.record(&mut w, Some(&sid), &resp);
             resp
         }
         _ => unknown_endpoint(&call.full_path),
