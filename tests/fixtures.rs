@@ -1,4 +1,4 @@
-//! Real MAAS JSON (the fixtures copied from MAAS's API examples, in ../shared) parsed
+//! Real MAAS JSON (the fixtures copied from MAAS's API examples, in tests/fixtures/maas) parsed
 //! with the project's own model, and the simulator's output parsed with the same model.
 
 mod common;

@@ -109,5 +109,5 @@ pub fn ops_for(sim: &Sim, system_id: &str) -> Vec<String> {
 }
 
 pub fn fixtures_dir() -> std::path::PathBuf {
-    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures/maas")
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/maas")
 }
