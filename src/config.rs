@@ -139,6 +139,9 @@ pub struct EventSettings {
 pub struct HttpSettings {
     /// Address of the status listener; empty disables it.
     pub listen: String,
+    /// `/readyz` fails when no MAAS read (full list or event feed) has succeeded for
+    /// this many periods (`maas.period`).
+    pub unready_after_periods: u32,
 }
 
 /// HTTPS to MAAS and to the provisioner: system roots plus an optional CA file.
@@ -253,6 +256,7 @@ impl Default for HttpSettings {
     fn default() -> Self {
         HttpSettings {
             listen: "127.0.0.1:9090".into(),
+            unready_after_periods: 3,
         }
     }
 }
@@ -490,6 +494,13 @@ fn validate(mut s: Settings) -> Result<Config, ConfigError> {
         ));
     }
     base.push('/');
+    if !url.path().trim_end_matches('/').ends_with("/MAAS") {
+        // Every API path hangs off /MAAS; without it the region answers 404 to everything.
+        warnings.push(format!(
+            "maas.url `{}` does not end in /MAAS: MAAS serves its API under /MAAS (e.g. http://maas:5240/MAAS) and answers 404 elsewhere",
+            url.path()
+        ));
+    }
 
     let api_version = ApiVersion::parse(&s.maas.api_version).ok_or_else(|| {
         bad(
@@ -620,6 +631,9 @@ fn validate(mut s: Settings) -> Result<Config, ConfigError> {
         ));
     }
     positive(&s.events.interval, "events.interval")?;
+    if s.http.unready_after_periods == 0 {
+        return Err(bad("http.unready_after_periods", "must be at least 1"));
+    }
     if !s.http.listen.is_empty() && s.http.listen.parse::<std::net::SocketAddr>().is_err() {
         return Err(bad(
             "http.listen",

@@ -56,25 +56,58 @@ pub fn start(
     Ok((addr, handle))
 }
 
-async fn healthz() -> HttpResponse {
+/// Alive unless the poller is gone: a controller that no longer reads MAAS is a zombie,
+/// and an orchestrator should see it (the watchdog is restarting the poller meanwhile).
+async fn healthz(s: web::Data<Shared>) -> HttpResponse {
+    if s.board.global().poller_stopped {
+        return HttpResponse::ServiceUnavailable()
+            .content_type("text/plain")
+            .body("unhealthy: the poller stopped; restarting it\n");
+    }
     HttpResponse::Ok().content_type("text/plain").body("ok\n")
 }
 
+/// Ready once MAAS has been read, and as long as it keeps being read: 503 with the
+/// reason while the poller is stopped, after `UNREADY_AFTER_FAILURES` failed lists in a
+/// row, or when no list or feed read has succeeded for `http.unready_after_periods`
+/// periods (a hung MAAS fails no request, it just never answers).
 async fn readyz(s: web::Data<Shared>) -> HttpResponse {
     let g = s.board.global();
-    if g.polls_ok == 0 {
+    let unready = |why: String| {
         HttpResponse::ServiceUnavailable()
             .content_type("text/plain")
-            .body("not ready: no successful MAAS list yet\n")
+            .body(format!("not ready: {why}\n"))
+    };
+    let stale_after = if g.stale_after.is_zero() {
+        s.period * 3
+    } else {
+        g.stale_after
+    };
+    if g.poller_stopped {
+        unready("the poller stopped; restarting it".into())
+    } else if g.polls_ok == 0 {
+        unready(match &g.last_poll_error {
+            Some(e) => format!("no successful MAAS list yet; last error: {e}"),
+            None => "no successful MAAS list yet".into(),
+        })
     } else if g.consecutive_failures >= UNREADY_AFTER_FAILURES {
-        HttpResponse::ServiceUnavailable()
-            .content_type("text/plain")
-            .body(format!(
-                "not ready: {} consecutive failed lists (period {:?}); last error: {}\n",
-                g.consecutive_failures,
-                s.period,
-                g.last_poll_error.unwrap_or_default()
-            ))
+        unready(format!(
+            "{} consecutive failed lists (period {:?}); last error: {}",
+            g.consecutive_failures,
+            s.period,
+            g.last_poll_error.unwrap_or_default()
+        ))
+    } else if let Some(age) = g
+        .last_read_ok
+        .map(|t| t.elapsed())
+        .filter(|age| *age > stale_after)
+    {
+        unready(format!(
+            "no successful MAAS read for {:.1} s (more than {:?}, period {:?})",
+            age.as_secs_f64(),
+            stale_after,
+            s.period
+        ))
     } else {
         HttpResponse::Ok()
             .content_type("text/plain")

@@ -210,6 +210,12 @@ pub enum Hold {
     /// A status this build does not know.
     UnknownStatus(i64),
     OwnedBy(String),
+    /// A status in which MAAS always names an owner (Allocated, Deploying, Deployed,
+    /// Failed deployment), but the owner is missing: not positively ours, so untouched.
+    NoOwner(NodeStatus),
+    /// A status that has no owner in MAAS (Ready) reports one: something else holds it.
+    UnexpectedOwner(NodeStatus, String),
+    /// Locked in MAAS: no operation, no provisioning, no annotation.
     Locked,
     SkipTag,
     /// New, with no power type and no power helper: MAAS cannot commission it.
@@ -242,6 +248,8 @@ impl Step {
             Step::Hold(Hold::Quarantined(s)) => format!("quarantined ({s})"),
             Step::Hold(Hold::UnknownStatus(n)) => format!("left alone (unknown status {n})"),
             Step::Hold(Hold::OwnedBy(o)) => format!("owned by {o}"),
+            Step::Hold(Hold::NoOwner(s)) => format!("no owner in {s}: not ours"),
+            Step::Hold(Hold::UnexpectedOwner(s, o)) => format!("{s} but owned by {o}"),
             Step::Hold(Hold::Locked) => "locked".into(),
             Step::Hold(Hold::SkipTag) => "skip tag".into(),
             Step::Hold(Hold::NoPowerType) => "no power type".into(),
@@ -269,12 +277,17 @@ pub fn decide(
             return Step::Hold(Hold::SkipTag);
         }
     }
+    if let Some(hold) = ownership(m, policy) {
+        return Step::Hold(hold);
+    }
     let step = decide_status(m, provision, policy, memo, now);
+    if m.locked == Some(true) && matches!(step, Step::Act(_) | Step::Provision) {
+        // Locked gates everything we would do, provisioning included.
+        return Step::Hold(Hold::Locked);
+    }
     match step {
         Step::Act(a) => {
-            if m.locked == Some(true) {
-                Step::Hold(Hold::Locked)
-            } else if memo.sent(a.kind()) {
+            if memo.sent(a.kind()) {
                 Step::Wait(Wait::Sent(a.kind()))
             } else if let Some(t) = memo.not_before.filter(|t| *t > now) {
                 Step::Wait(Wait::RetryAt(t))
@@ -293,6 +306,36 @@ pub fn decide(
 fn owned_by_other(m: &Machine, policy: &Policy) -> Option<Step> {
     match m.owner.as_deref() {
         Some(o) if o != policy.me => Some(Step::Hold(Hold::OwnedBy(o.to_string()))),
+        _ => None,
+    }
+}
+
+/// Ownership fails closed: act only on a machine positively ours, or unowned where its
+/// status has no owner. `None` means the ownership checks pass.
+///
+/// - Allocated, Deploying, Deployed, Failed deployment: MAAS always names the owner; it
+///   must be us. `owner: null` there is an inconsistent answer, not an invitation.
+/// - Ready (to be allocated): MAAS clears the owner on release; an owner means someone
+///   holds it.
+/// - New and Failed commissioning (where we commission): another user's owner means
+///   hands off. Other statuses are held or waited on regardless of the owner.
+fn ownership(m: &Machine, policy: &Policy) -> Option<Hold> {
+    use NodeStatus::*;
+    let owner = m.owner.as_deref().filter(|o| !o.is_empty());
+    match m.status {
+        Allocated | Deploying | Deployed | FailedDeployment => match owner {
+            None => Some(Hold::NoOwner(m.status)),
+            Some(o) if o != policy.me => Some(Hold::OwnedBy(o.to_string())),
+            Some(_) => None,
+        },
+        // With target `ready` a Ready machine is at its target: nothing to act on.
+        Ready if policy.target == Target::Deployed => {
+            owner.map(|o| Hold::UnexpectedOwner(m.status, o.to_string()))
+        }
+        New | FailedCommissioning => match owner {
+            Some(o) if o != policy.me => Some(Hold::OwnedBy(o.to_string())),
+            _ => None,
+        },
         _ => None,
     }
 }
@@ -589,6 +632,80 @@ mod tests {
                 Step::Hold(Hold::OwnedBy("alice".into())),
                 "{s}"
             );
+        }
+    }
+
+    /// Ownership fails closed (issue 12 item 6): one row per case of owner and lock.
+    #[test]
+    fn table_ownership_and_lock_fail_closed() {
+        let now = Instant::now();
+        let p = Policy {
+            provisioning: true,
+            ..policy()
+        };
+        let me = Some("maas-flow");
+        let alice = Some("alice");
+        // (status, owner, locked, expected step)
+        let rows: Vec<(NodeStatus, Option<&str>, bool, Step)> = vec![
+            (Allocated, None, false, Step::Hold(Hold::NoOwner(Allocated))),
+            (
+                Allocated,
+                Some(""),
+                false,
+                Step::Hold(Hold::NoOwner(Allocated)),
+            ),
+            (Deploying, None, false, Step::Hold(Hold::NoOwner(Deploying))),
+            (Deployed, None, false, Step::Hold(Hold::NoOwner(Deployed))),
+            (
+                FailedDeployment,
+                None,
+                false,
+                Step::Hold(Hold::NoOwner(FailedDeployment)),
+            ),
+            (
+                Ready,
+                alice,
+                false,
+                Step::Hold(Hold::UnexpectedOwner(Ready, "alice".into())),
+            ),
+            (
+                Ready,
+                me,
+                false,
+                Step::Hold(Hold::UnexpectedOwner(Ready, "maas-flow".into())),
+            ),
+            (New, alice, false, Step::Hold(Hold::OwnedBy("alice".into()))),
+            (
+                FailedCommissioning,
+                alice,
+                false,
+                Step::Hold(Hold::OwnedBy("alice".into())),
+            ),
+            (
+                Deployed,
+                alice,
+                false,
+                Step::Hold(Hold::OwnedBy("alice".into())),
+            ),
+            // Positively ours, or unowned where the status has no owner: act.
+            (Deployed, me, false, Step::Provision),
+            (Allocated, me, false, Step::Act(Action::Deploy)),
+            (Ready, None, false, Step::Act(Action::Allocate)),
+            (New, None, false, Step::Act(Action::Commission)),
+            (New, me, false, Step::Act(Action::Commission)),
+            // Locked: no operation and no provisioning.
+            (Deployed, me, true, Step::Hold(Hold::Locked)),
+            (Allocated, me, true, Step::Hold(Hold::Locked)),
+            (Ready, None, true, Step::Hold(Hold::Locked)),
+            (New, None, true, Step::Hold(Hold::Locked)),
+            // Locked but nothing to do: waiting is not acting.
+            (Deploying, me, true, Step::Wait(Wait::Transition(Deploying))),
+        ];
+        for (status, owner, locked, want) in rows {
+            let mut m = machine(status, owner, PowerState::Off);
+            m.locked = Some(locked);
+            let got = decide(&m, Provision::Pending, &p, &Memo::default(), now);
+            assert_eq!(got, want, "{status} owner {owner:?} locked {locked}");
         }
     }
 

@@ -191,14 +191,14 @@ fn main() -> ExitCode {
             ExitCode::from(code as u8)
         }
         cmd => {
-            let cfg =
-                match config::load(&Sources::from_process(cli.flags.config.clone(), overrides)) {
-                    Ok(c) => c,
-                    Err(e) => {
-                        eprintln!("maas-flow: {e}");
-                        return ExitCode::from(2);
-                    }
-                };
+            let sources = Sources::from_process(cli.flags.config.clone(), overrides);
+            let cfg = match config::load(&sources) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("maas-flow: {e}");
+                    return ExitCode::from(2);
+                }
+            };
             if matches!(cmd, Command::CheckConfig) {
                 for w in &cfg.warnings {
                     eprintln!("warning: {w}");
@@ -208,12 +208,21 @@ fn main() -> ExitCode {
                 return ExitCode::SUCCESS;
             }
             init_logging(&cfg.settings.log.level, &cfg.settings.log.format);
-            actix_rt::System::new().block_on(serve(cfg))
+            actix_rt::System::new().block_on(serve(cfg, sources))
         }
     }
 }
 
-async fn serve(cfg: config::Config) -> ExitCode {
+/// Run the controller until SIGTERM/SIGINT; SIGHUP reloads the configuration.
+async fn serve(cfg: config::Config, sources: Sources) -> ExitCode {
+    // Registered first: from here on a SIGHUP reloads instead of killing the process.
+    let mut hangup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+        Ok(h) => Some(h),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot handle SIGHUP; configuration reload disabled");
+            None
+        }
+    };
     for w in &cfg.warnings {
         tracing::warn!("{w}");
     }
@@ -226,6 +235,7 @@ async fn serve(cfg: config::Config) -> ExitCode {
         "maas-flow starting"
     );
     let grace = s.shutdown_grace;
+    let cfg = cfg.clone();
     let ctrl = tokio::select! {
         c = maas_flow::run::start(&cfg) => match c {
             Ok(c) => c,
@@ -252,7 +262,19 @@ async fn serve(cfg: config::Config) -> ExitCode {
             }
         }
     });
-    let sig = maas_flow::shutdown::signal().await;
+    let mut running = cfg;
+    let sig = loop {
+        let hup = async {
+            match hangup.as_mut() {
+                Some(h) => h.recv().await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            sig = maas_flow::shutdown::signal() => break sig,
+            _ = hup => reload(&ctrl, &mut running, &sources),
+        }
+    };
     tracing::info!(signal = sig, grace = ?grace, "stopping: no new polls, waiting for operations in flight");
     let left = maas_flow::shutdown::drain(&ctrl, grace).await;
     if left > 0 {
@@ -264,4 +286,31 @@ async fn serve(cfg: config::Config) -> ExitCode {
     ctrl.stop_http().await;
     tracing::info!("stopped");
     ExitCode::SUCCESS
+}
+
+/// SIGHUP: read the configuration again (file, environment, flags, and the `@file`s
+/// they name). A valid one has its filter applied at once; sections that need a
+/// restart are named in the log. An invalid one is rejected and the running
+/// configuration stays.
+fn reload(ctrl: &maas_flow::run::Controller, running: &mut config::Config, sources: &Sources) {
+    match config::load(sources) {
+        Ok(new) => {
+            let skipped = ctrl.reload(running, &new);
+            tracing::info!(
+                filter = %serde_json::to_string(new.filter.spec()).unwrap_or_default(),
+                "SIGHUP: configuration reloaded; new filter applied"
+            );
+            if !skipped.is_empty() {
+                tracing::warn!(
+                    sections = ?skipped,
+                    "SIGHUP: these sections changed but need a restart; still running with their previous values"
+                );
+            }
+            running.filter = new.filter;
+            running.settings.filter = new.settings.filter;
+        }
+        Err(e) => tracing::error!(
+            "SIGHUP: configuration rejected, still running with the previous one: {e}"
+        ),
+    }
 }

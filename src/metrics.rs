@@ -55,6 +55,12 @@ pub struct Metrics {
     pub events_seen: Counter,
     pub deltas: Counter,
     pub fallbacks: Family<KindLabels, Counter>,
+    /// Unix time of the last successful read of MAAS, full list or event feed.
+    pub last_read_success: Gauge<f64, std::sync::atomic::AtomicU64>,
+    /// Times the watchdog found the poller stopped and started a new one.
+    pub poller_restarts: Counter,
+    /// Full lists that dropped more than half of the managed machines at once.
+    pub suspect_lists: Counter,
 }
 
 impl Default for Metrics {
@@ -81,6 +87,9 @@ impl Metrics {
             events_seen: Counter::default(),
             deltas: Counter::default(),
             fallbacks: Family::default(),
+            last_read_success: Gauge::default(),
+            poller_restarts: Counter::default(),
+            suspect_lists: Counter::default(),
             registry: Registry::with_prefix("maas_flow"),
         };
         // Families share their state with their clones, so the registry can hold clones.
@@ -155,6 +164,21 @@ impl Metrics {
             "fallbacks",
             "Fallbacks from the event feed to a full list, by reason",
             m.fallbacks.clone(),
+        );
+        registry.register(
+            "last_successful_read_timestamp_seconds",
+            "Unix time of the last successful MAAS read (full list or event feed)",
+            m.last_read_success.clone(),
+        );
+        registry.register(
+            "poller_restarts",
+            "Times the poller was found stopped and started again",
+            m.poller_restarts.clone(),
+        );
+        registry.register(
+            "suspect_lists",
+            "Full lists that dropped more than half of the managed machines; re-read before retiring",
+            m.suspect_lists.clone(),
         );
         m
     }

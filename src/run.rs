@@ -10,7 +10,10 @@ use actix::prelude::*;
 use tokio::sync::Semaphore;
 use tracing::{error, info, warn};
 
-use crate::actors::{Deps, Poller, PowerHelper, ProvisionDeps, Supervisor};
+use crate::actors::poller::{SetZones, NOT_FOUND_HINT};
+use crate::actors::supervisor::SetFilter;
+use crate::actors::watchdog::{self, PollerSpec};
+use crate::actors::{Deps, PollerHandle, PowerHelper, ProvisionDeps, Supervisor};
 use crate::backoff::Backoff;
 use crate::config::{Config, ProvisionerKind};
 use crate::maas::{ApiVersion, ClientSettings, MaasClient};
@@ -23,7 +26,8 @@ use crate::status::Board;
 
 /// A running controller.
 pub struct Controller {
-    pub poller: Addr<Poller>,
+    /// The current poller (the watchdog replaces it if it stops).
+    pub poller: PollerHandle,
     pub supervisor: Addr<Supervisor>,
     pub board: Arc<Board>,
     pub metrics: Arc<Metrics>,
@@ -33,6 +37,22 @@ pub struct Controller {
 }
 
 impl Controller {
+    /// Apply a reloaded configuration (SIGHUP): the filter, and the zones MAAS filters
+    /// for us, take effect at once (a list is started). Everything else needs a
+    /// restart; returns the sections that changed and were not applied.
+    pub fn reload(&self, old: &Config, new: &Config) -> Vec<&'static str> {
+        self.supervisor
+            .do_send(SetFilter(Arc::new(new.filter.clone())));
+        let zones = match new.api_version {
+            ApiVersion::V2 => new.filter.server_side_zones(),
+            ApiVersion::V1 => None,
+        }
+        .unwrap_or_default();
+        self.poller.set_zones(zones.clone());
+        self.poller.do_send(SetZones(zones));
+        restart_only_changes(old, new)
+    }
+
     pub async fn stop_http(&self) {
         if let Some(h) = &self.http {
             h.stop(true).await;
@@ -54,6 +74,36 @@ pub enum StartError {
     },
     #[error("cannot learn our MAAS username: {0}")]
     Identity(String),
+}
+
+/// Sections of the settings a reload does not apply, with whether they changed.
+fn restart_only_changes(old: &Config, new: &Config) -> Vec<&'static str> {
+    let (o, n) = (&old.settings, &new.settings);
+    fn same<T: serde::Serialize>(a: &T, b: &T) -> bool {
+        matches!((serde_json::to_value(a), serde_json::to_value(b)), (Ok(a), Ok(b)) if a == b)
+    }
+    let mut changed = Vec::new();
+    let sections: [(&'static str, bool); 10] = [
+        ("maas", same(&o.maas, &n.maas) && old.api_key == new.api_key),
+        ("lifecycle", same(&o.lifecycle, &n.lifecycle)),
+        ("provision", same(&o.provision, &n.provision)),
+        ("recovery", same(&o.recovery, &n.recovery)),
+        ("limits", same(&o.limits, &n.limits)),
+        ("events", same(&o.events, &n.events)),
+        ("http", same(&o.http, &n.http)),
+        ("log", same(&o.log, &n.log)),
+        ("tls", same(&o.tls, &n.tls)),
+        (
+            "preview/shutdown_grace",
+            o.preview == n.preview && o.shutdown_grace == n.shutdown_grace,
+        ),
+    ];
+    for (name, unchanged) in sections {
+        if !unchanged {
+            changed.push(name);
+        }
+    }
+    changed
 }
 
 /// TLS settings shared by the MAAS client and the HTTP provisioner.
@@ -92,8 +142,25 @@ pub fn client_for(cfg: &Config, metrics: Arc<Metrics>) -> MaasClient {
     )
 }
 
+/// A failed identity read counts like a failed list: `/api/v1/status`, the
+/// consecutive-failure gauge and `polls_total{kind="failed"}` show a controller that
+/// cannot start, so an alert fires.
+fn count_failure(board: &Board, metrics: &Metrics, error: String) {
+    crate::metrics::Metrics::kind(&metrics.polls, "failed");
+    board.with_global(|g| {
+        g.polls_failed += 1;
+        g.consecutive_failures += 1;
+        g.last_poll_error = Some(error);
+    });
+}
+
 /// Ask MAAS who we are, retrying with backoff while MAAS is unreachable.
-async fn whoami(client: &MaasClient, period: Duration) -> Result<String, StartError> {
+async fn whoami(
+    client: &MaasClient,
+    period: Duration,
+    board: &Board,
+    metrics: &Metrics,
+) -> Result<String, StartError> {
     #[derive(serde::Deserialize)]
     struct Me {
         username: String,
@@ -107,25 +174,37 @@ async fn whoami(client: &MaasClient, period: Duration) -> Result<String, StartEr
         match client.call(&req, "read").await {
             Ok(body) => match serde_json::from_slice::<Me>(&body) {
                 Ok(me) => return Ok(me.username),
-                Err(e) => warn!(error = %e, "users/?op=whoami gave an unexpected answer; retrying"),
+                Err(e) => {
+                    warn!(error = %e, "users/?op=whoami gave an unexpected answer; retrying");
+                    count_failure(board, metrics, format!("users/?op=whoami: {e}"));
+                }
             },
-            Err(e) => match e.code() {
-                401 | 403 => {
-                    error!(error = %e, "MAAS refused the API key; fix maas.api_key or the key file (retrying)")
+            Err(e) => {
+                match e.code() {
+                    410 => {
+                        return Err(StartError::Identity(format!(
+                            "{e}: this MAAS does not serve API {}",
+                            client.settings().version
+                        )))
+                    }
+                    400 | 404 if client.settings().version == ApiVersion::V1 => {
+                        return Err(StartError::Identity(format!(
+                            "{e}: set maas.username for API 1.0"
+                        )))
+                    }
+                    401 | 403 => {
+                        error!(error = %e, "MAAS refused the API key; fix maas.api_key or the key file (retrying)")
+                    }
+                    404 => error!(error = %e, "{NOT_FOUND_HINT} (retrying)"),
+                    _ => warn!(error = %e, "MAAS is not answering yet; retrying"),
                 }
-                410 => {
-                    return Err(StartError::Identity(format!(
-                        "{e}: this MAAS does not serve API {}",
-                        client.settings().version
-                    )))
-                }
-                400 | 404 if client.settings().version == ApiVersion::V1 => {
-                    return Err(StartError::Identity(format!(
-                        "{e}: set maas.username for API 1.0"
-                    )))
-                }
-                _ => warn!(error = %e, "MAAS is not answering yet; retrying"),
-            },
+                let shown = if e.code() == 404 {
+                    format!("{NOT_FOUND_HINT} ({e})")
+                } else {
+                    e.to_string()
+                };
+                count_failure(board, metrics, shown);
+            }
         }
         actix_rt::time::sleep(backoff.next_delay()).await;
     }
@@ -155,7 +234,7 @@ pub async fn start(cfg: &Config) -> Result<Controller, StartError> {
     let client = client_for(cfg, metrics.clone());
     let me = match s.maas.username.as_deref().filter(|u| !u.is_empty()) {
         Some(u) => u.to_string(),
-        None => whoami(&client, s.maas.period).await?,
+        None => whoami(&client, s.maas.period, &board, &metrics).await?,
     };
     info!(user = %me, "acting as MAAS user");
     board.with_global(|g| g.maas_user = Some(me.clone()));
@@ -219,18 +298,19 @@ pub async fn start(cfg: &Config) -> Result<Controller, StartError> {
         ApiVersion::V1 => None,
     };
     let supervisor = Supervisor::new(deps, filter).start();
-    let mut poller = Poller::new(
+    board.with_global(|g| {
+        g.stale_after = s.maas.period * s.http.unready_after_periods;
+    });
+    let events = s.events.enabled && cfg.api_version == ApiVersion::V2;
+    let poller = watchdog::start(PollerSpec {
         client,
-        supervisor.clone(),
-        s.maas.period,
-        zones,
-        board.clone(),
-        metrics.clone(),
-    );
-    if s.events.enabled && cfg.api_version == ApiVersion::V2 {
-        poller = poller.with_event_feed(s.events.interval);
-    }
-    let poller = poller.start();
+        supervisor: supervisor.clone(),
+        period: s.maas.period,
+        zones: zones.unwrap_or_default(),
+        events_interval: events.then_some(s.events.interval),
+        board: board.clone(),
+        metrics: metrics.clone(),
+    });
     Ok(Controller {
         poller,
         supervisor,

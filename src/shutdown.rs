@@ -27,6 +27,7 @@ pub async fn signal() -> &'static str {
 /// Stop polling, retire every machine actor, and wait for in-flight work up to `grace`.
 /// Returns how many operations were still in flight when the grace period ended.
 pub async fn drain(ctrl: &Controller, grace: Duration) -> usize {
+    ctrl.poller.stop_watching();
     let _ = ctrl.poller.send(StopPolling).await;
     let _ = ctrl.supervisor.send(RetireAll).await;
     let deadline = Instant::now() + grace;

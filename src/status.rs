@@ -52,8 +52,17 @@ pub struct GlobalView {
     pub machines_in_list: usize,
     pub machines_selected: usize,
     pub maas_user: Option<String>,
+    /// The poller actor is gone (found by the watchdog, until it runs again).
+    pub poller_stopped: bool,
+    pub poller_restarts: u64,
     #[serde(skip)]
     pub first_list_at: Option<Instant>,
+    /// The last successful read of MAAS (full list or event feed).
+    #[serde(skip)]
+    pub last_read_ok: Option<Instant>,
+    /// `/readyz` fails when `last_read_ok` is older than this (zero: three periods).
+    #[serde(skip)]
+    pub stale_after: std::time::Duration,
 }
 
 #[derive(Default)]

@@ -1,4 +1,5 @@
-//! The actor system: [`Poller`] → [`Supervisor`] → one [`NodeActor`] per machine.
+//! The actor system: [`Poller`] → [`Supervisor`] → one [`NodeActor`] per machine, with
+//! a watchdog that restarts a poller that stopped ([`watchdog`]).
 //!
 //! Data flows one way. The poller publishes immutable snapshots (machines shared by
 //! `Arc`, never copied per node); the supervisor filters and routes; each node actor
@@ -9,6 +10,7 @@
 pub mod node;
 pub mod poller;
 pub mod supervisor;
+pub mod watchdog;
 
 use std::rc::Rc;
 use std::sync::Arc;
@@ -20,6 +22,7 @@ use tokio::sync::Semaphore;
 pub use node::NodeActor;
 pub use poller::Poller;
 pub use supervisor::Supervisor;
+pub use watchdog::PollerHandle;
 
 use crate::lifecycle::Policy;
 use crate::maas::{DeployParams, MaasClient, Machine};

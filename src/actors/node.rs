@@ -89,7 +89,7 @@ struct Published {
 
 impl NodeActor {
     pub fn new(deps: SharedDeps, machine: Arc<Machine>, fetched_at: Instant) -> Self {
-        let span = tracing::info_span!("machine", system_id = %machine.system_id, hostname = %machine.hostname);
+        let span = machine_span(&machine);
         let backoff = Backoff::new(deps.retry_base, deps.retry_cap);
         let prov_backoff = deps
             .provision
@@ -129,8 +129,7 @@ impl NodeActor {
         self.seen_at = fetched_at;
         let old = self.machine.status;
         if m.hostname != self.machine.hostname {
-            self.span =
-                tracing::info_span!("machine", system_id = %m.system_id, hostname = %m.hostname);
+            self.span = machine_span(&m);
         }
         let status_changed = self.memo.observe(m.status);
         let retry_requested = self
@@ -282,8 +281,9 @@ impl NodeActor {
         if self.in_flight.is_some() {
             return;
         }
-        // A provisioning outcome is recorded before anything else, even when stopping.
-        if let Some(pairs) = self.pending_record.clone() {
+        // A provisioning outcome is recorded before anything else, even when stopping,
+        // but never on a machine that is locked or not positively ours (it waits).
+        if let Some(pairs) = self.pending_record.clone().filter(|_| self.may_annotate()) {
             if !self.retiring && self.memo.not_before.is_some_and(|t| t > Instant::now()) {
                 self.wake_at(self.memo.not_before.unwrap_or_else(Instant::now), ctx);
                 return;
@@ -312,6 +312,13 @@ impl NodeActor {
             Step::Wait(Wait::RetryAt(t)) => self.wake_at(t, ctx),
             _ => {}
         }
+    }
+
+    /// Annotations are a write to MAAS like any operation: only on an unlocked machine
+    /// that MAAS says is ours.
+    fn may_annotate(&self) -> bool {
+        self.machine.locked != Some(true)
+            && self.machine.owner.as_deref() == Some(self.deps.policy.me.as_str())
     }
 
     fn wake_at(&mut self, t: Instant, ctx: &mut Context<Self>) {
@@ -745,6 +752,13 @@ impl NodeActor {
 }
 
 use crate::metrics::Metrics;
+
+/// The span every line about one machine carries. A root span: `adopt` replaces it on
+/// a rename while the old one is entered, and a child of the old span would print both
+/// hostnames on every line (`machine{hostname=old}:machine{hostname=new}`).
+fn machine_span(m: &Machine) -> Span {
+    tracing::info_span!(parent: None, "machine", system_id = %m.system_id, hostname = %m.hostname)
+}
 
 fn persist(store: Arc<provision::store::FileStore>, id: String, r: Record) {
     actix_rt::task::spawn_blocking(move || {

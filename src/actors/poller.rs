@@ -1,11 +1,12 @@
 //! The poller: one machine list per period, never two in flight, parsed off the actor
 //! thread, published as one immutable snapshot.
 //!
-//! Ticks follow a fixed schedule (`start + n * period`), so a slow list delays nothing
-//! but itself: a tick that finds the previous list still running is skipped. A failing
-//! MAAS is retried with backoff capped at one period, so recovery takes at most one
-//! period after the fault ends.
+//! The next list is scheduled from the completion of the current one (`done + period`):
+//! while a list is in flight no timer runs at all, so a list slower than the period
+//! costs no wake-ups. A failing MAAS is retried with backoff capped at one period, so
+//! recovery takes at most one period after the fault ends.
 
+use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -39,6 +40,56 @@ pub struct Poller {
     feed: Option<Feed>,
     /// When the last list was sent: a scheduled tick right after an early list is skipped.
     last_list_started: Option<Instant>,
+    /// The one timer for the next list; none while a list is in flight.
+    timer: Option<SpawnHandle>,
+    /// Ids the event log names that are not machines (controllers, devices).
+    not_machines: NotMachines,
+}
+
+/// Ids from the event log that a read by id answered without (region and rack
+/// controllers, devices): not read again. Bounded; an id that shows up in a full list
+/// leaves the set.
+#[derive(Default)]
+struct NotMachines {
+    set: HashSet<String>,
+    order: VecDeque<String>,
+}
+
+/// Ids remembered as "not a machine" at most; the oldest is forgotten first.
+const NOT_MACHINES_CAP: usize = 4096;
+
+impl NotMachines {
+    fn contains(&self, id: &str) -> bool {
+        self.set.contains(id)
+    }
+
+    fn insert(&mut self, id: String) {
+        if self.set.contains(&id) {
+            return;
+        }
+        if self.order.len() >= NOT_MACHINES_CAP {
+            if let Some(old) = self.order.pop_front() {
+                self.set.remove(&old);
+            }
+        }
+        self.set.insert(id.clone());
+        self.order.push_back(id);
+    }
+
+    /// Forget every id that a full list shows as a machine.
+    fn forget_listed(&mut self, machines: &[Arc<crate::maas::Machine>]) {
+        if self.set.is_empty() {
+            return;
+        }
+        let before = self.set.len();
+        for m in machines {
+            self.set.remove(&m.system_id);
+        }
+        if self.set.len() != before {
+            let set = &self.set;
+            self.order.retain(|id| set.contains(id));
+        }
+    }
 }
 
 /// Following MAAS's event log between full lists.
@@ -124,6 +175,28 @@ impl Poller {
             max_tick_lateness: Duration::ZERO,
             feed: None,
             last_list_started: None,
+            timer: None,
+            not_machines: NotMachines::default(),
+        }
+    }
+
+    /// A list or feed read succeeded: MAAS is readable (what `/readyz` and the
+    /// staleness alert look at).
+    fn note_read_ok(&self) {
+        self.board
+            .with_global(|g| g.last_read_ok = Some(Instant::now()));
+        self.metrics.last_read_success.set(unix_now());
+    }
+
+    /// Start a list now (baseline taken, zone filter dropped, configuration reloaded)
+    /// instead of at the timer.
+    fn list_now(&mut self, ctx: &mut Context<Self>) {
+        if let Some(h) = self.timer.take() {
+            ctx.cancel_future(h);
+        }
+        self.tick(ctx);
+        if !self.in_flight {
+            self.schedule(ctx);
         }
     }
 
@@ -173,10 +246,11 @@ impl Poller {
                             // Everything after `newest` reaches us through the feed; the
                             // list that follows covers everything before it.
                             act.not_before = Some(Instant::now());
-                            act.tick(ctx);
+                            act.list_now(ctx);
                         }
                         Err(e) => {
-                            debug!(error = %e, "event log not readable yet; full lists continue")
+                            debug!(error = %e, "event log not readable yet; full lists continue");
+                            act.schedule(ctx);
                         }
                     }
                 }));
@@ -215,7 +289,13 @@ impl Poller {
                 }
                 feed.last_id = last_id;
                 self.metrics.events_seen.inc_by(events as u64);
-                if !ids.is_empty() {
+                let ids: Vec<String> = ids
+                    .into_iter()
+                    .filter(|id| !self.not_machines.contains(id))
+                    .collect();
+                if ids.is_empty() {
+                    self.note_read_ok();
+                } else {
                     self.read_delta(ids, ctx);
                 }
                 return;
@@ -249,6 +329,7 @@ impl Poller {
         let client = self.client.clone();
         let version = client.settings().version;
         let started = Instant::now();
+        let asked = ids.clone();
         let fut = async move {
             // A few batches at once; parsing on the blocking pool, never on the actors' thread.
             let reads: Vec<_> = ids
@@ -275,6 +356,14 @@ impl Poller {
         ctx.spawn(fut.into_actor(self).map(move |res, act, ctx| match res {
             Ok(machines) => {
                 act.metrics.deltas.inc();
+                act.note_read_ok();
+                // Ids MAAS has no machine for (controllers, devices): not asked again.
+                for id in asked {
+                    if !machines.iter().any(|m| m.system_id == id) {
+                        debug!(system_id = %id, "the event log names a node that is not a machine; not reading it again");
+                        act.not_machines.insert(id);
+                    }
+                }
                 act.supervisor.do_send(Snapshot {
                     machines: Arc::new(machines),
                     fetched_at: started,
@@ -292,23 +381,39 @@ impl Poller {
         }));
     }
 
+    /// Arm the one timer for the next list: at `not_before` after a failure, else at
+    /// `next_tick`. Nothing is armed while a list is in flight; its completion arms it.
     fn schedule(&mut self, ctx: &mut Context<Self>) {
+        if self.stopped || self.in_flight {
+            return;
+        }
+        if let Some(h) = self.timer.take() {
+            ctx.cancel_future(h);
+        }
         let now = Instant::now();
         while self.next_tick <= now {
             self.next_tick += self.period;
         }
-        let mut due = self.next_tick;
-        if let Some(nb) = self.not_before {
-            due = due.min(nb.max(now));
-        }
-        ctx.run_later(due.saturating_duration_since(now), move |act, ctx| {
-            let late = Instant::now().saturating_duration_since(due);
-            act.max_tick_lateness = act.max_tick_lateness.max(late);
-            act.tick(ctx);
-            if !act.stopped {
-                act.schedule(ctx);
-            }
-        });
+        let due = match self.not_before {
+            Some(nb) => nb.max(now),
+            None => self.next_tick,
+        };
+        self.timer = Some(
+            ctx.run_later(due.saturating_duration_since(now), move |act, ctx| {
+                act.timer = None;
+                let late = Instant::now().saturating_duration_since(due);
+                act.max_tick_lateness = act.max_tick_lateness.max(late);
+                act.tick(ctx);
+                let baseline_pending = act
+                    .feed
+                    .as_ref()
+                    .is_some_and(|f| f.state == FeedState::Baseline && f.in_flight);
+                // A baseline in flight starts the list itself when it has the event id.
+                if !act.in_flight && !baseline_pending {
+                    act.schedule(ctx);
+                }
+            }),
+        );
     }
 
     fn tick(&mut self, ctx: &mut Context<Self>) {
@@ -370,12 +475,16 @@ impl Poller {
     ) {
         self.in_flight = false;
         let took = started.elapsed();
+        // The next list is one period after this one completed, whatever happens below.
+        self.next_tick = Instant::now() + self.period;
         self.metrics.poll_seconds.observe(took.as_secs_f64());
         match res {
             Ok(parsed) => {
                 Metrics::kind(&self.metrics.polls, "ok");
                 self.backoff.reset();
                 self.not_before = None;
+                self.note_read_ok();
+                self.not_machines.forget_listed(&parsed.machines);
                 let now = SystemTime::now();
                 self.metrics.last_poll_success.set(
                     now.duration_since(SystemTime::UNIX_EPOCH)
@@ -414,18 +523,13 @@ impl Poller {
                 });
             }
             Err(e) => {
-                Metrics::kind(&self.metrics.polls, "failed");
-                let failures = self.board.global().consecutive_failures + 1;
-                self.board.with_global(|g| {
-                    g.polls_failed += 1;
-                    g.consecutive_failures = failures;
-                    g.last_poll_error = Some(e.to_string());
-                });
                 if let PollError::Maas(MaasError::Status {
                     code: 400, body, ..
                 }) = &e
                 {
                     if !self.zones.is_empty() && body.contains("zone") {
+                        // Not a failed poll: MAAS answered, we asked in a way it does not
+                        // support. Counted as a fallback, and the list is asked again now.
                         warn!(zones = ?self.zones, answer = %body, "MAAS refused the zone filter; filtering on our side instead");
                         self.zones.clear();
                         self.metrics
@@ -435,21 +539,42 @@ impl Poller {
                             })
                             .inc();
                         self.not_before = Some(Instant::now());
-                        ctx.run_later(Duration::from_millis(1), |act, ctx| act.tick(ctx));
+                        self.schedule(ctx);
                         return;
                     }
                 }
+                Metrics::kind(&self.metrics.polls, "failed");
+                let failures = self.board.global().consecutive_failures + 1;
+                self.board.with_global(|g| {
+                    g.polls_failed += 1;
+                    g.consecutive_failures = failures;
+                    g.last_poll_error = Some(e.to_string());
+                });
                 let wait = self.backoff.next_delay().max(e_retry_after(&e));
                 self.not_before = Some(Instant::now() + wait);
                 match &e {
                     PollError::Maas(m) if matches!(m.code(), 401 | 403) => {
                         error!(error = %e, retry_in = ?wait, "MAAS refused the API key: check maas.api_key / the key file")
                     }
+                    PollError::Maas(m) if m.code() == 404 => {
+                        error!(error = %e, failures, retry_in = ?wait, "{NOT_FOUND_HINT}")
+                    }
                     _ => warn!(error = %e, failures, retry_in = ?wait, "machine list failed"),
                 }
             }
         }
+        self.schedule(ctx);
     }
+}
+
+/// What a 404 for the API itself almost always means.
+pub const NOT_FOUND_HINT: &str = "404 from the region: does maas.url end in /MAAS?";
+
+fn unix_now() -> f64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
 }
 
 fn e_retry_after(e: &PollError) -> Duration {
@@ -466,24 +591,61 @@ impl Actor for Poller {
         self.next_tick = Instant::now();
         match self.feed.as_ref().map(|f| f.interval) {
             Some(interval) => {
+                // If the event log cannot be read, lists go on regardless.
+                self.next_tick = Instant::now() + Duration::from_millis(200).min(self.period);
+                self.schedule(ctx);
                 // Take the newest event id before the first list, so no change is lost
                 // between the two; the baseline triggers that first list itself.
                 self.feed_tick(ctx);
                 ctx.run_interval(interval, |act, ctx| act.feed_tick(ctx));
-                // If the event log cannot be read, lists go on regardless.
-                self.next_tick = Instant::now() + Duration::from_millis(200).min(self.period);
             }
-            None => self.tick(ctx),
+            None => self.list_now(ctx),
         }
-        self.schedule(ctx);
     }
 }
 
 impl Handler<StopPolling> for Poller {
     type Result = ();
 
-    fn handle(&mut self, _: StopPolling, _ctx: &mut Self::Context) {
+    fn handle(&mut self, _: StopPolling, ctx: &mut Self::Context) {
         self.stopped = true;
+        if let Some(h) = self.timer.take() {
+            ctx.cancel_future(h);
+        }
+    }
+}
+
+/// Replace the zones MAAS filters for us (configuration reloaded) and list at once, so
+/// a new selection is acted on without waiting a period.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct SetZones(pub Vec<String>);
+
+impl Handler<SetZones> for Poller {
+    type Result = ();
+
+    fn handle(&mut self, msg: SetZones, ctx: &mut Self::Context) {
+        self.zones = msg.0;
+        if !self.stopped && !self.in_flight {
+            self.not_before = Some(Instant::now());
+            self.list_now(ctx);
+        }
+    }
+}
+
+/// Test hook: stop the poller actor as a crash would (its address disconnects), so the
+/// watchdog, `/healthz` and `/readyz` can be tested. Not used by the controller itself.
+#[doc(hidden)]
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Halt;
+
+impl Handler<Halt> for Poller {
+    type Result = ();
+
+    fn handle(&mut self, _: Halt, ctx: &mut Self::Context) {
+        error!("poller halted (test hook)");
+        ctx.stop();
     }
 }
 

@@ -54,6 +54,10 @@ pub struct Faults {
     pub events_gap_rate: f64,
     /// Only fault these paths' kinds: "all" (default), "list", "ops", "events".
     pub scope: Option<String>,
+    /// The next full machine list (not a read by `id=`) answers `[]`, once.
+    pub empty_list_once: bool,
+    /// The next full machine list answers only its first N machines, once (0 = off).
+    pub short_list_once: usize,
 }
 
 /// Settings of a simulated region.
@@ -286,6 +290,11 @@ pub async fn handle(
         dispatch_v2(&call, &state)
     };
     if is_list(&call, v1) && resp.status() == StatusCode::OK {
+        if call.params("id").is_empty() {
+            if let Some(keep) = take_list_once(&state) {
+                return shorten_list(resp, keep).await;
+            }
+        }
         return corrupt_list(resp, &state).await;
     }
     resp
@@ -457,6 +466,37 @@ async fn inject_fault(call: &Call, state: &SimState) -> Option<(HttpResponse, u1
         _ => text(500, "Internal server error (injected)"),
     };
     Some((resp, logged))
+}
+
+/// A pending "empty list once" (`Some(0)`) or "short list once" (`Some(n)`), consumed.
+fn take_list_once(state: &SimState) -> Option<usize> {
+    let mut g = state.faults.lock();
+    let f = &mut g.0;
+    if f.empty_list_once {
+        f.empty_list_once = false;
+        return Some(0);
+    }
+    if f.short_list_once > 0 {
+        return Some(std::mem::take(&mut f.short_list_once));
+    }
+    None
+}
+
+/// The list with only its first `keep` machines, as a region that lost rows would answer.
+async fn shorten_list(resp: HttpResponse, keep: usize) -> HttpResponse {
+    let Ok(b) = actix_web::body::to_bytes(resp.into_body()).await else {
+        return json_body(200, "[]");
+    };
+    match serde_json::from_slice::<Vec<serde_json::Value>>(&b) {
+        Ok(mut all) => {
+            all.truncate(keep);
+            json_body(
+                200,
+                serde_json::to_string(&all).unwrap_or_else(|_| "[]".into()),
+            )
+        }
+        Err(_) => json_body(200, "[]"),
+    }
 }
 
 async fn corrupt_list(resp: HttpResponse, state: &SimState) -> HttpResponse {
