@@ -83,7 +83,10 @@ fn assert_once_each(sim: &Sim, dir: &Path) {
     }
 }
 
-async fn run_with_list_fault(fault: Faults, machines: usize) {
+/// Run a Deployed rack with slow provisioning, serve one faulty full list mid-run, and
+/// check each machine is provisioned and annotated once; returns the controller's
+/// count of suspect lists.
+async fn run_with_list_fault(fault: Faults, machines: usize) -> f64 {
     let dir = tempfile::tempdir().unwrap();
     let script = slow_script(dir.path(), 3);
     let sim = start_sim(deployed_rack(machines), fast_timings());
@@ -123,15 +126,26 @@ async fn run_with_list_fault(fault: Faults, machines: usize) {
     actix_rt::time::sleep(Duration::from_secs(1)).await;
     assert_once_each(&sim, dir.path());
     assert!(sim.duplicate_ops().is_empty(), "{:?}", sim.duplicate_ops());
+    let suspect = suspect_lists(&ctrl);
     stop(ctrl).await;
     sim.stop().await;
+    suspect
+}
+
+fn suspect_lists(ctrl: &maas_flow::run::Controller) -> f64 {
+    ctrl.metrics
+        .render("")
+        .lines()
+        .find_map(|l| l.strip_prefix("maas_flow_suspect_lists_total "))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0)
 }
 
 /// Issue 12 item 3: one empty full list used to retire every actor while their scripts
 /// ran, and the next list started new actors that provisioned every machine again.
 #[actix_rt::test]
 async fn an_empty_list_mid_provisioning_provisions_and_annotates_each_machine_once() {
-    run_with_list_fault(
+    let suspect = run_with_list_fault(
         Faults {
             empty_list_once: true,
             ..Faults::default()
@@ -139,13 +153,14 @@ async fn an_empty_list_mid_provisioning_provisions_and_annotates_each_machine_on
         4,
     )
     .await;
+    assert_eq!(suspect, 1.0, "the empty list is counted as suspect");
 }
 
 /// A short list (the first 3 of 4 machines) drops one machine for one list: it is not
 /// forgotten after one absence, and never provisioned twice.
 #[actix_rt::test]
 async fn a_short_list_mid_provisioning_provisions_each_machine_once() {
-    run_with_list_fault(
+    let suspect = run_with_list_fault(
         Faults {
             short_list_once: 3,
             ..Faults::default()
@@ -153,6 +168,44 @@ async fn a_short_list_mid_provisioning_provisions_each_machine_once() {
         4,
     )
     .await;
+    assert_eq!(suspect, 0.0, "one machine of four missing is not suspect");
+}
+
+/// Machines really deleted in bulk (more than half at once) make a suspect list: they
+/// are read one by one, and forgotten on MAAS's 404; the rest stay managed.
+#[actix_rt::test]
+async fn machines_deleted_in_bulk_are_forgotten_after_a_404() {
+    let sim = start_sim(scenario::rack(3), fast_timings());
+    let ctrl = start(
+        &sim,
+        &[("lifecycle.target", "ready"), ("events.enabled", "false")],
+    )
+    .await;
+    settle(&ctrl, Duration::from_secs(30)).await;
+    let ids: Vec<String> = sim.machines().iter().map(|m| m.system_id.clone()).collect();
+    sim.with_world(|w| {
+        w.machines.truncate(1);
+        w.index.retain(|_, i| *i < 1);
+    });
+    wait_for(
+        "the deleted machines to be forgotten",
+        Duration::from_secs(20),
+        || ctrl.board.len() == 1,
+    )
+    .await;
+    assert!(ctrl.board.get(&ids[0]).is_some());
+    assert_eq!(suspect_lists(&ctrl), 1.0);
+    let not_found: Vec<String> = sim
+        .ops()
+        .into_iter()
+        .filter(|o| o.method == "GET" && o.http_status == 404)
+        .filter_map(|o| o.system_id)
+        .collect();
+    for id in &ids[1..] {
+        assert!(not_found.contains(id), "{id} read directly: {not_found:?}");
+    }
+    stop(ctrl).await;
+    sim.stop().await;
 }
 
 /// A machine that leaves the filter (renamed) while its provisioning runs, and comes
