@@ -633,19 +633,27 @@ impl Handler<SetZones> for Poller {
     }
 }
 
-/// Test hook: stop the poller actor as a crash would (its address disconnects), so the
-/// watchdog, `/healthz` and `/readyz` can be tested. Not used by the controller itself.
+/// Test hook: make the poller die the way a bug would (a panic in a handler, or the
+/// actor stopping), so the watchdog, `/healthz` and `/readyz` can be tested. The
+/// controller itself never sends it.
 #[doc(hidden)]
-#[derive(Message)]
+#[derive(Message, Clone, Copy, Debug)]
 #[rtype(result = "()")]
-pub struct Halt;
+pub enum Halt {
+    Stop,
+    Panic,
+}
 
 impl Handler<Halt> for Poller {
     type Result = ();
 
-    fn handle(&mut self, _: Halt, ctx: &mut Self::Context) {
-        error!("poller halted (test hook)");
-        ctx.stop();
+    fn handle(&mut self, how: Halt, ctx: &mut Self::Context) {
+        error!(?how, "poller halted (test hook)");
+        match how {
+            Halt::Stop => ctx.stop(),
+            #[allow(clippy::panic)]
+            Halt::Panic => panic!("poller halted by the test hook"),
+        }
     }
 }
 
