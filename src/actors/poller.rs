@@ -16,7 +16,7 @@ use tracing::{debug, error, info, warn};
 
 use super::{Snapshot, StopPolling, Supervisor};
 use crate::backoff::Backoff;
-use crate::maas::{parse_machine_list, MaasClient, MaasError, ParsedList};
+use crate::maas::{parse_machine_list, MaasClient, MaasError, Machine, ParsedList};
 use crate::metrics::{KindLabels, Metrics};
 use crate::status::{rfc3339, Board};
 
@@ -77,7 +77,7 @@ impl NotMachines {
     }
 
     /// Forget every id that a full list shows as a machine.
-    fn forget_listed(&mut self, machines: &[Arc<crate::maas::Machine>]) {
+    fn forget_listed(&mut self, machines: &[Arc<Machine>]) {
         if self.set.is_empty() {
             return;
         }
@@ -717,4 +717,31 @@ async fn read_feed(client: MaasClient, after: i64) -> Result<FeedRead, PollError
             MAX_PAGES * EVENT_PAGE as usize
         ),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn not_machines_is_bounded_and_forgets_listed_ids() {
+        let mut nm = NotMachines::default();
+        for i in 0..NOT_MACHINES_CAP + 10 {
+            nm.insert(format!("ctl{i}"));
+        }
+        assert_eq!(nm.set.len(), NOT_MACHINES_CAP);
+        assert_eq!(nm.order.len(), NOT_MACHINES_CAP);
+        assert!(!nm.contains("ctl0"), "the oldest id is forgotten first");
+        assert!(nm.contains(&format!("ctl{}", NOT_MACHINES_CAP + 9)));
+        let listed: Machine = serde_json::from_value(serde_json::json!({
+            "system_id": "ctl20", "hostname": "now-a-machine", "status": 0,
+        }))
+        .unwrap();
+        nm.forget_listed(&[Arc::new(listed)]);
+        assert!(
+            !nm.contains("ctl20"),
+            "an id seen in a full list is a machine"
+        );
+        assert_eq!(nm.order.len(), nm.set.len());
+    }
 }
