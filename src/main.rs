@@ -289,8 +289,8 @@ async fn serve(cfg: config::Config, sources: Sources) -> ExitCode {
 }
 
 /// SIGHUP: read the configuration again (file, environment, flags, and the `@file`s
-/// they name). A valid one has its filter applied at once; sections that need a
-/// restart are named in the log. An invalid one is rejected and the running
+/// they name). A valid one has its filter and concurrency limits applied at once;
+/// sections that need a restart are named in the log. An invalid one is rejected and the running
 /// configuration stays.
 fn reload(ctrl: &maas_flow::run::Controller, running: &mut config::Config, sources: &Sources) {
     match config::load(sources) {
@@ -298,7 +298,9 @@ fn reload(ctrl: &maas_flow::run::Controller, running: &mut config::Config, sourc
             let skipped = ctrl.reload(running, &new);
             tracing::info!(
                 filter = %serde_json::to_string(new.filter.spec()).unwrap_or_default(),
-                "SIGHUP: configuration reloaded; new filter applied"
+                max_ops_in_flight = new.settings.limits.max_ops_in_flight,
+                provision_max_concurrent = new.settings.provision.max_concurrent,
+                "SIGHUP: configuration reloaded; filter and limits applied"
             );
             if !skipped.is_empty() {
                 tracing::warn!(
@@ -306,6 +308,8 @@ fn reload(ctrl: &maas_flow::run::Controller, running: &mut config::Config, sourc
                     "SIGHUP: these sections changed but need a restart; still running with their previous values"
                 );
             }
+            running.settings.limits.max_ops_in_flight = new.settings.limits.max_ops_in_flight;
+            running.settings.provision.max_concurrent = new.settings.provision.max_concurrent;
             running.filter = new.filter;
             running.settings.filter = new.settings.filter;
         }

@@ -33,14 +33,31 @@ pub struct Controller {
     pub metrics: Arc<Metrics>,
     /// Where the status listener is bound, if enabled.
     pub http_addr: Option<SocketAddr>,
+    /// MAAS operations in flight at once (`limits.max_ops_in_flight`), resizable.
+    pub op_permits: Arc<Semaphore>,
+    /// Provisioning runs at once (`provision.max_concurrent`), resizable.
+    pub provision_permits: Option<Arc<Semaphore>>,
     http: Option<actix_web::dev::ServerHandle>,
 }
 
 impl Controller {
     /// Apply a reloaded configuration (SIGHUP): the filter, and the zones MAAS filters
-    /// for us, take effect at once (a list is started). Everything else needs a
-    /// restart; returns the sections that changed and were not applied.
+    /// for us, take effect at once (a list is started), and so do the concurrency
+    /// limits `limits.max_ops_in_flight` and `provision.max_concurrent`. Everything else
+    /// needs a restart; returns the sections that changed and were not applied.
     pub fn reload(&self, old: &Config, new: &Config) -> Vec<&'static str> {
+        resize(
+            &self.op_permits,
+            old.settings.limits.max_ops_in_flight,
+            new.settings.limits.max_ops_in_flight,
+        );
+        if let Some(p) = &self.provision_permits {
+            resize(
+                p,
+                old.settings.provision.max_concurrent,
+                new.settings.provision.max_concurrent,
+            );
+        }
         self.supervisor
             .do_send(SetFilter(Arc::new(new.filter.clone())));
         let zones = match new.api_version {
@@ -76,9 +93,30 @@ pub enum StartError {
     Identity(String),
 }
 
-/// Sections of the settings a reload does not apply, with whether they changed.
+/// Grow a semaphore at once, or shrink it as permits come back (work in flight is never
+/// interrupted; new work waits until fewer than `to` run).
+fn resize(sem: &Arc<Semaphore>, from: usize, to: usize) {
+    if to > from {
+        sem.add_permits(to - from);
+    } else if to < from {
+        let sem = sem.clone();
+        let k = u32::try_from(from - to).unwrap_or(u32::MAX);
+        actix_rt::spawn(async move {
+            if let Ok(p) = sem.acquire_many_owned(k).await {
+                p.forget();
+            }
+        });
+    }
+}
+
+/// Sections of the settings a reload does not apply and that changed.
 fn restart_only_changes(old: &Config, new: &Config) -> Vec<&'static str> {
-    let (o, n) = (&old.settings, &new.settings);
+    let o = &old.settings;
+    // What a reload applies is not a change that needs a restart.
+    let mut n = new.settings.clone();
+    n.limits.max_ops_in_flight = o.limits.max_ops_in_flight;
+    n.provision.max_concurrent = o.provision.max_concurrent;
+    let n = &n;
     fn same<T: serde::Serialize>(a: &T, b: &T) -> bool {
         matches!((serde_json::to_value(a), serde_json::to_value(b)), (Ok(a), Ok(b)) if a == b)
     }
@@ -263,17 +301,23 @@ pub async fn start(cfg: &Config) -> Result<Controller, StartError> {
             tls_for(cfg),
         ))),
     };
+    let op_permits = Arc::new(Semaphore::new(s.limits.max_ops_in_flight));
+    let provision_permits = provisioner
+        .is_some()
+        .then(|| Arc::new(Semaphore::new(s.provision.max_concurrent)));
     let deps = Rc::new(Deps {
         client: client.clone(),
         policy,
         deploy: cfg.deploy.clone(),
         preview: s.preview,
-        op_permits: Arc::new(Semaphore::new(s.limits.max_ops_in_flight)),
+        op_permits: op_permits.clone(),
         retry_base: s.limits.retry_base,
         retry_cap: s.limits.retry_cap,
         provision: provisioner.map(|p| ProvisionDeps {
             provisioner: p,
-            permits: Arc::new(Semaphore::new(s.provision.max_concurrent)),
+            permits: provision_permits
+                .clone()
+                .unwrap_or_else(|| Arc::new(Semaphore::new(s.provision.max_concurrent))),
             retry_base: s.provision.retry_base,
             retry_cap: s.provision.retry_cap,
             max_attempts: s.provision.max_attempts,
@@ -318,5 +362,7 @@ pub async fn start(cfg: &Config) -> Result<Controller, StartError> {
         metrics,
         http_addr,
         http,
+        op_permits,
+        provision_permits,
     })
 }

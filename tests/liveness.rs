@@ -422,6 +422,48 @@ async fn a_url_without_maas_is_named_as_the_cause() {
     assert!(!String::from_utf8_lossy(&out.stderr).contains("/MAAS"));
 }
 
+/// Issue 12 item 15: what a reload applies at run time besides the filter: the
+/// concurrency limits grow at once and shrink as permits come back; a change that
+/// needs a restart is reported, not half-applied.
+#[actix_rt::test]
+async fn a_reload_resizes_the_limits_and_names_what_needs_a_restart() {
+    let sim = start_sim(scenario::rack(1), fast_timings());
+    let url = sim.provisioner_url();
+    let base: Vec<(&str, &str)> = vec![("lifecycle.target", "ready"), ("provision.url", &url)];
+    let with = |extra: &[(&str, &str)]| {
+        let mut o = base.clone();
+        o.extend_from_slice(extra);
+        config_for(&sim, &o)
+    };
+    let old = with(&[
+        ("limits.max_ops_in_flight", "4"),
+        ("provision.max_concurrent", "3"),
+    ]);
+    let ctrl = maas_flow::run::start(&old).await.unwrap();
+    settle(&ctrl, Duration::from_secs(30)).await;
+    assert_eq!(ctrl.op_permits.available_permits(), 4);
+    let grown = with(&[
+        ("limits.max_ops_in_flight", "8"),
+        ("provision.max_concurrent", "5"),
+    ]);
+    assert!(ctrl.reload(&old, &grown).is_empty(), "limits apply at once");
+    assert_eq!(ctrl.op_permits.available_permits(), 8);
+    let prov = ctrl.provision_permits.clone().unwrap();
+    assert_eq!(prov.available_permits(), 5);
+    let shrunk = with(&[
+        ("limits.max_ops_in_flight", "2"),
+        ("provision.max_concurrent", "5"),
+        ("lifecycle.distro_series", "noble"),
+    ]);
+    assert_eq!(ctrl.reload(&grown, &shrunk), vec!["lifecycle"]);
+    wait_for("the limit to shrink", Duration::from_secs(10), || {
+        ctrl.op_permits.available_permits() == 2
+    })
+    .await;
+    stop(ctrl).await;
+    sim.stop().await;
+}
+
 fn signal(child: &Child, sig: i32) {
     // SAFETY: kill(2) on our own child's pid.
     unsafe {
