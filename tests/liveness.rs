@@ -392,6 +392,28 @@ async fn a_url_without_maas_is_named_as_the_cause() {
         assert!(std::time::Instant::now() < limit, "no hint: {body}");
         actix_rt::time::sleep(Duration::from_millis(50)).await;
     }
+    // With the username configured there is no identity read: the lists say it.
+    let ctrl = start(
+        &sim,
+        &[
+            ("maas.url", &root),
+            ("maas.username", "maas-flow"),
+            ("events.enabled", "false"),
+        ],
+    )
+    .await;
+    wait_for(
+        "the list error to name the cause",
+        Duration::from_secs(20),
+        || {
+            ctrl.board
+                .global()
+                .last_poll_error
+                .is_some_and(|e| e.contains("does maas.url end in /MAAS?") && e.contains("404"))
+        },
+    )
+    .await;
+    stop(ctrl).await;
     sim.stop().await;
     let out = Command::new(BIN)
         .args([

@@ -545,10 +545,14 @@ impl Poller {
                 }
                 Metrics::kind(&self.metrics.polls, "failed");
                 let failures = self.board.global().consecutive_failures + 1;
+                let shown = match &e {
+                    PollError::Maas(m) if m.code() == 404 => format!("{NOT_FOUND_HINT} ({e})"),
+                    _ => e.to_string(),
+                };
                 self.board.with_global(|g| {
                     g.polls_failed += 1;
                     g.consecutive_failures = failures;
-                    g.last_poll_error = Some(e.to_string());
+                    g.last_poll_error = Some(shown);
                 });
                 let wait = self.backoff.next_delay().max(e_retry_after(&e));
                 self.not_before = Some(Instant::now() + wait);
