@@ -414,11 +414,17 @@ async fn api_v1_keeps_outcomes_in_the_state_file() {
     let extra: Vec<(&str, &str)> = extra.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let ctrl = start(&sim, &extra).await;
     settle(&ctrl, Duration::from_secs(20)).await;
+    // The outcome is written off the actor thread, just after the board says done.
+    wait_for(
+        "both outcomes in the state file",
+        Duration::from_secs(10),
+        || {
+            let text = std::fs::read_to_string(&state).unwrap_or_default();
+            sim.machines().iter().all(|m| text.contains(&m.system_id))
+        },
+    )
+    .await;
     stop(ctrl).await;
-    let text = std::fs::read_to_string(&state).unwrap();
-    for m in sim.machines() {
-        assert!(text.contains(&m.system_id), "{text}");
-    }
     let ctrl = start(&sim, &extra).await;
     wait_for("several polls", Duration::from_secs(10), || {
         ctrl.board.global().polls_ok >= 4
