@@ -266,6 +266,63 @@ async fn leaving_the_filter_and_coming_back_does_not_provision_twice() {
     sim.stop().await;
 }
 
+/// The same when the operator's filter changes (a reload) to drop a machine and back
+/// while its provisioning runs.
+#[actix_rt::test]
+async fn a_filter_reloaded_out_and_back_does_not_provision_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    let script = slow_script(dir.path(), 4);
+    let script = script.display().to_string();
+    let sim = start_sim(deployed_rack(2), fast_timings());
+    let cfg = |filter: &str| {
+        config_for(
+            &sim,
+            &[
+                ("provision.script", &script),
+                ("events.enabled", "false"),
+                ("filter.json", filter),
+            ],
+        )
+    };
+    let all = cfg(r#"{"hosts": {"include": ["^node-[0-9]+$"]}}"#);
+    let without_0 = cfg(r#"{"hosts": {"include": ["^node-[0-9]+$"], "exclude": ["^node-0$"]}}"#);
+    let ctrl = maas_flow::run::start(&all).await.unwrap();
+    wait_for("both runs to start", Duration::from_secs(30), || {
+        runs(dir.path()).len() >= 2
+    })
+    .await;
+    let id = sim
+        .machines()
+        .into_iter()
+        .find(|m| m.hostname == "node-0")
+        .unwrap()
+        .system_id;
+    assert!(ctrl.reload(&all, &without_0).is_empty());
+    wait_for(
+        "the machine to leave the managed set",
+        Duration::from_secs(20),
+        || ctrl.board.get(&id).is_none(),
+    )
+    .await;
+    assert!(ctrl.reload(&without_0, &all).is_empty());
+    wait_for("both machines annotated", Duration::from_secs(40), || {
+        sim.machines()
+            .iter()
+            .all(|m| annotations_for(&sim, &m.system_id) > 0)
+    })
+    .await;
+    wait_for(
+        "the machine to be managed again",
+        Duration::from_secs(20),
+        || ctrl.board.get(&id).is_some_and(|v| v.settled),
+    )
+    .await;
+    actix_rt::time::sleep(Duration::from_secs(1)).await;
+    assert_once_each(&sim, dir.path());
+    stop(ctrl).await;
+    sim.stop().await;
+}
+
 /// Issue 12 item 6: act only on machines positively ours. A locked machine is neither
 /// provisioned nor annotated; `owner: null` on Allocated or Deployed is not ours; a
 /// Ready machine with an owner (anyone's) is not allocated.
