@@ -530,6 +530,7 @@ fn whoami(state: &SimState) -> HttpResponse {
         serde_json::json!({
             "username": state.cfg.username, "email": format!("{}@example.com", state.cfg.username),
             "is_local": true, "is_superuser": true,
+            "resource_uri": format!("/MAAS/api/2.0/users/{}/", state.cfg.username),
         })
         .to_string(),
     )
