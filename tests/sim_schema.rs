@@ -727,6 +727,12 @@ async fn every_2_0_answer_satisfies_gomaasapi() {
         (404, "No Zone matches the given query.".to_string())
     );
 
+    let domains = c.json("GET", "2.0/domains/", &[]).await;
+    assert_each("domains/", &domains, &DOMAIN);
+    assert!(
+        domains.as_array().unwrap().contains(&list[0]["domain"]),
+        "{domains}"
+    );
     assert_schema(
         "version/",
         &c.json("GET", "2.0/version/", &[]).await,

@@ -140,6 +140,20 @@ pub fn pool_json(name: &str) -> Value {
             "resource_uri": format!("/MAAS/api/2.0/resourcepool/{id}/") })
 }
 
+/// A DNS domain as `domains/` and the machine's `domain` key render it (api/domains.py:
+/// id, name, ttl, authoritative, is_default, resource_record_count). `maas`, MAAS's
+/// default domain, has id 0.
+pub fn domain_json(name: &str) -> Value {
+    let id = if name == "maas" {
+        0
+    } else {
+        stable_id("domain", name)
+    };
+    json!({ "authoritative": true, "ttl": null, "is_default": name == "maas", "name": name,
+            "id": id, "resource_record_count": 0,
+            "resource_uri": format!("/MAAS/api/2.0/domains/{id}/") })
+}
+
 /// The first host address of an IPv4 CIDR, MAAS's usual gateway; `None` otherwise.
 fn first_host(cidr: &str) -> Option<String> {
     let (net, bits) = cidr.split_once('/')?;
@@ -225,8 +239,7 @@ pub fn machine_v2(m: &mut SimMachine) -> Arc<str> {
     let ann = json!(m.annotations);
     let head = json!({
         "system_id": m.system_id, "hostname": m.hostname, "fqdn": m.fqdn(),
-        "domain": { "authoritative": true, "ttl": null, "is_default": true, "name": m.domain, "id": 0,
-                    "resource_record_count": 0, "resource_uri": "/MAAS/api/2.0/domains/0/" },
+        "domain": domain_json(&m.domain),
         "zone": zone_json(&m.zone), "pool": pool_json(&m.pool),
         "status": m.status.code(), "status_name": m.status.label(),
         "status_message": m.status_message, "status_action": "",

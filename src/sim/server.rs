@@ -19,7 +19,7 @@ use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
 
 use super::provisioner::ProvisionerState;
-use super::render::{machine_v2, node_v1, pool_json, stable_id, zone_json};
+use super::render::{domain_json, machine_v2, node_v1, pool_json, stable_id, zone_json};
 use super::world::{err, Event, Reply, World};
 use crate::maas::auth::parse_oauth_header;
 use crate::maas::{ApiKey, NodeStatus};
@@ -682,6 +682,18 @@ fn dispatch_v2(call: &Call, state: &SimState) -> HttpResponse {
             Some(z) => json_body(200, zone_json(z).to_string()),
             None => text(404, "No Zone matches the given query."),
         },
+        ["domains"] if m == "GET" && op.is_none() => {
+            let mut names: Vec<&str> = vec!["maas"];
+            for d in w.machines.iter().map(|m| m.domain.as_str()) {
+                if !names.contains(&d) {
+                    names.push(d);
+                }
+            }
+            json_body(
+                200,
+                serde_json::Value::Array(names.into_iter().map(domain_json).collect()).to_string(),
+            )
+        }
         ["resourcepools"] if m == "GET" && op.is_none() => json_body(
             200,
             serde_json::Value::Array(w.pools.iter().map(|p| pool_json(p)).collect()).to_string(),
