@@ -22,7 +22,9 @@ use std::time::Duration;
 
 use common::*;
 use maas_flow::maas::ApiKey;
-use maas_flow::sim::{scenario, BootImages, ControllerKind, ProvisionerConfig, Sim, SimConfig};
+use maas_flow::sim::{
+    scenario, BootImages, ControllerKind, Faults, ProvisionerConfig, Sim, SimConfig,
+};
 use serde_json::Value;
 
 /// A `juju/schema` checker, as gomaasapi uses them.
@@ -905,6 +907,12 @@ async fn deploy_field_errors_read_like_the_region() {
         .filter(|o| o.op == "deploy" && o.http_status == 400)
         .count();
     assert_eq!(refused, 3);
+    let refused_ready = sim
+        .ops()
+        .iter()
+        .filter(|o| o.op == "deploy" && o.status_before.as_deref() == Some("Ready"))
+        .count();
+    assert_eq!(refused_ready, 1, "the op log shows the refused deploy");
 
     // A series whose kernels are gone: the 3.4.10 `hwe_kernel` answer.
     sim.with_world(|w| w.boot_images.images[0].kernels.clear());
@@ -919,6 +927,45 @@ async fn deploy_field_errors_read_like_the_region() {
         (code, body.as_str()),
         (400, r#"{"hwe_kernel":["focal has no kernels available."]}"#)
     );
+
+    // No address-configuring link: the 3.4.10 `network` answer.
+    let deployed1 = ms[3].system_id.clone();
+    sim.with_world(|w| {
+        let i = w.find(&ms[4].system_id).unwrap();
+        for f in w.machines[i].interfaces.iter_mut() {
+            f.links.retain(|l| l.mode == "link_up");
+        }
+        w.machines[i].invalidate();
+    });
+    let (code, body) = c
+        .call(
+            "POST",
+            &format!("2.0/machines/{}/?op=deploy", ms[4].system_id),
+            &[],
+        )
+        .await;
+    assert_eq!(
+        (code, body.as_str()),
+        (
+            400,
+            r#"{"network":["Node must be configured to use a network"]}"#
+        )
+    );
+    // A broken preseed (fault switch): 400 text, only where a deploy could start.
+    sim.set_faults(Faults {
+        preseed_error_rate: 1.0,
+        ..Faults::default()
+    });
+    let (code, body) = c
+        .call("POST", &format!("2.0/machines/{alloc1}/?op=deploy"), &[])
+        .await;
+    assert_eq!(code, 400);
+    assert!(body.starts_with("Failed to render preseed: "), "{body}");
+    let (code, _) = c
+        .call("POST", &format!("2.0/machines/{deployed1}/?op=deploy"), &[])
+        .await;
+    assert_eq!(code, 409, "a wrong state is still a 409");
+    sim.set_faults(Faults::default());
 
     // A synced series still deploys, with or without the `ubuntu/` prefix.
     let d = c

@@ -52,6 +52,9 @@ pub struct Faults {
     pub events_garbage_rate: f64,
     /// `events/` answers with an event older than `after` (the log went back).
     pub events_gap_rate: f64,
+    /// `deploy` answers 400 `Failed to render preseed: ...`, as a region with a broken
+    /// curtin preseed does (a field error no re-read fixes).
+    pub preseed_error_rate: f64,
     /// Only fault these paths' kinds: "all" (default), "list", "ops", "events".
     pub scope: Option<String>,
 }
@@ -398,6 +401,13 @@ fn check_auth(req: &HttpRequest, call: &Call, state: &SimState) -> Result<(), Bo
     Ok(())
 }
 
+/// Whether this deploy meets the injected preseed failure (`Faults::preseed_error_rate`).
+fn roll_preseed_error(state: &SimState) -> bool {
+    let mut g = state.faults.lock();
+    let (f, rng) = &mut *g;
+    f.preseed_error_rate > 0.0 && rng.gen_bool(f.preseed_error_rate.clamp(0.0, 1.0))
+}
+
 fn fault_kind(call: &Call) -> &'static str {
     if call.rest.starts_with("events/") {
         "events"
@@ -621,6 +631,17 @@ fn dispatch_v2(call: &Call, state: &SimState) -> HttpResponse {
                 {
                     match o {
                         "commission" => w.commission(i),
+                        "deploy"
+                            if matches!(
+                                w.machines[i].status,
+                                NodeStatus::Ready | NodeStatus::Allocated
+                            ) && roll_preseed_error(state) =>
+                        {
+                            err(
+                            400,
+                            "Failed to render preseed: 'NoneType' object has no attribute 'get' (injected)",
+                        )
+                        }
                         "deploy" => w.deploy(i, user, &call.form),
                         "power_on" => w.power_on(i, user),
                         "power_off" => w.power_off(i, user),

@@ -603,6 +603,16 @@ impl World {
             Ok(s) => s,
             Err(e) => return json_err(400, e.field, &e.message),
         };
+        // Without an address-configuring link (auto, dhcp, static) a 3.4.10 region
+        // refuses the deploy as a field error (maas-api.md section 7).
+        let configured = self.machines[i]
+            .interfaces
+            .iter()
+            .flat_map(|f| f.links.iter())
+            .any(|l| matches!(l.mode.as_str(), "auto" | "dhcp" | "static"));
+        if !configured {
+            return json_err(400, "network", "Node must be configured to use a network");
+        }
         if status == Ready {
             self.do_allocate(i, user);
         }
