@@ -702,6 +702,9 @@ async fn every_2_0_answer_satisfies_gomaasapi() {
         assert_each(&format!("nodes/{id}/interfaces/"), &ifaces, &INTERFACE);
     }
 
+    let mine = c.json("GET", "2.0/machines/?op=list_allocated", &[]).await;
+    assert_each("machines/?op=list_allocated", &mine, &MACHINE);
+
     // Zones and pools: gomaasapi's tables, and the same ids as the machines show.
     let zones = c.json("GET", "2.0/zones/", &[]).await;
     assert_each("zones/", &zones, &ZONE);
