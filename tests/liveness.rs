@@ -13,7 +13,7 @@ use std::time::Duration;
 use common::*;
 use maas_flow::actors::poller::Halt;
 use maas_flow::run::Controller;
-use maas_flow::sim::{scenario, Faults, Sim};
+use maas_flow::sim::{scenario, ControllerKind, Faults, Sim, SimController};
 
 const BIN: &str = env!("CARGO_BIN_EXE_maas-flow");
 
@@ -205,7 +205,7 @@ async fn readyz_fails_when_no_read_succeeds_for_n_periods() {
 
 /// Issue 11 item 8: events of region/rack controllers name a node that is not a
 /// machine; the feed used to re-read `machines/?id=<controller>` (answer `[]`) for every
-/// such event. It is read once, then remembered.
+/// such event. Each is read once, then remembered (4 events of 2 controllers: 2 reads).
 #[actix_rt::test]
 async fn controller_events_are_read_once_then_remembered() {
     let sim = start_sim(scenario::rack(1), fast_timings());
@@ -219,18 +219,20 @@ async fn controller_events_are_read_once_then_remembered() {
     )
     .await;
     settle(&ctrl, Duration::from_secs(30)).await;
+    sim.with_world(|w| {
+        w.add_controller(SimController::new(
+            "rackct",
+            "rack-1",
+            ControllerKind::RackController,
+        ));
+        w.add_controller(SimController::new(
+            "regnct",
+            "region-1",
+            ControllerKind::RegionAndRackController,
+        ));
+    });
     let controller_event = |n: u32| {
-        sim.with_world(|w| {
-            w.push_event(
-                "rackct".into(),
-                "region-1".into(),
-                "default".into(),
-                "INFO",
-                "Rack import info",
-                format!("images synced {n}"),
-                "unknown",
-            )
-        })
+        sim.with_world(|w| w.controller_event(n as usize % 2, "Finished importing boot images."))
     };
     let seen = |ctrl: &Controller| metric(ctrl, "maas_flow_events_seen_total");
     let before_events = seen(&ctrl);
@@ -243,10 +245,10 @@ async fn controller_events_are_read_once_then_remembered() {
         })
         .await;
     }
-    // Give a fifth read time to happen if it would.
+    // Give another read time to happen if it would.
     actix_rt::time::sleep(Duration::from_millis(300)).await;
     let deltas = metric(&ctrl, "maas_flow_deltas_total") - before_deltas;
-    assert_eq!(deltas, 1.0, "the controller was read {deltas} times");
+    assert_eq!(deltas, 2.0, "two controllers were read {deltas} times");
     assert_eq!(
         metric(&ctrl, "maas_flow_fallbacks_total{kind=\"error\"}"),
         0.0
