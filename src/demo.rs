@@ -76,10 +76,21 @@ pub async fn run(opts: DemoOptions) -> i32 {
         sim.base_url,
         sim.machines().len()
     );
-    let ctrl = match crate::run::start(&cfg).await {
-        Ok(c) => c,
-        Err(e) => {
+    let started = Instant::now();
+    // The timeout bounds the whole run, start-up included.
+    let ctrl = match actix_rt::time::timeout(opts.timeout, crate::run::start(&cfg)).await {
+        Ok(Ok(c)) => c,
+        Ok(Err(e)) => {
             eprintln!("maas-flow demo: {e}");
+            sim.stop().await;
+            return 1;
+        }
+        Err(_) => {
+            eprintln!(
+                "maas-flow demo: the controller did not start within {:?}",
+                opts.timeout
+            );
+            sim.stop().await;
             return 1;
         }
     };
@@ -87,7 +98,6 @@ pub async fn run(opts: DemoOptions) -> i32 {
         println!("dashboard: http://{a}/   metrics: http://{a}/metrics");
     }
     let live = std::io::stdout().is_terminal();
-    let started = Instant::now();
     let mut last_line = String::new();
     let done = loop {
         actix_rt::time::sleep(Duration::from_millis(if live { 250 } else { 1000 })).await;

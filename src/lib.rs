@@ -16,6 +16,7 @@ pub mod demo;
 pub mod filter;
 pub mod http;
 pub mod lifecycle;
+pub mod logging;
 pub mod maas;
 pub mod metrics;
 pub mod provision;
