@@ -12,6 +12,7 @@
 pub mod actors;
 pub mod backoff;
 pub mod config;
+pub mod dashboard;
 pub mod demo;
 pub mod filter;
 pub mod http;
@@ -19,6 +20,7 @@ pub mod lifecycle;
 pub mod logging;
 pub mod maas;
 pub mod metrics;
+pub mod process_metrics;
 pub mod provision;
 pub mod run;
 pub mod shutdown;
