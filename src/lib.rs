@@ -26,4 +26,5 @@ pub mod run;
 pub mod shutdown;
 pub mod sim;
 pub mod status;
+pub mod status_cli;
 pub mod tls;

@@ -36,6 +36,27 @@ enum Command {
     },
     /// Validate the configuration, print it (API key masked), and exit.
     CheckConfig,
+    /// Ask a running maas-flow: the summary, or one machine's history, next step and
+    /// last error.
+    Status {
+        /// A machine's hostname or system_id; omit for the summary.
+        machine: Option<String>,
+        /// The status listener's URL (default: from --listen, MAAS_FLOW_HTTP__LISTEN,
+        /// the configuration file, or 127.0.0.1:9090).
+        #[arg(long)]
+        url: Option<String>,
+        /// Only check that the process answers /healthz (exit 0) - the container
+        /// health check.
+        #[arg(long)]
+        health: bool,
+    },
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff), e.g. `maas-flow man > maas-flow.1`.
+    Man,
 }
 
 /// Flags override the file and the environment. The original tool's single-dash
@@ -198,6 +219,19 @@ fn controller_flag_given(m: &clap::ArgMatches) -> Option<String> {
     })
 }
 
+/// The listener address `status` asks: `--listen`, else the environment and file as the
+/// controller would read them (without needing the API key), else the default.
+fn status_listen(flags: &Flags, overrides: Vec<(String, String)>) -> String {
+    if let Some(l) = &flags.listen {
+        return l.clone();
+    }
+    config::load_settings(&Sources::from_process(flags.config.clone(), overrides))
+        .map(|s| s.http.listen)
+        .ok()
+        .filter(|l| !l.is_empty())
+        .unwrap_or_else(|| "127.0.0.1:9090".into())
+}
+
 fn main() -> ExitCode {
     use clap::{CommandFactory, FromArgMatches};
     let matches = Cli::command().get_matches_from(legacy_args(std::env::args()));
@@ -207,6 +241,48 @@ fn main() -> ExitCode {
     };
     let overrides = cli.flags.overrides();
     match cli.command.unwrap_or(Command::Run) {
+        Command::Completions { shell } => {
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "maas-flow",
+                &mut std::io::stdout(),
+            );
+            ExitCode::SUCCESS
+        }
+        Command::Man => {
+            match clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout()) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("maas-flow: cannot write the manual page: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Status {
+            machine,
+            url,
+            health,
+        } => {
+            let listen = status_listen(&cli.flags, overrides);
+            let req = maas_flow::status_cli::StatusRequest {
+                base: maas_flow::status_cli::base_url(url.as_deref(), &listen),
+                machine,
+                health,
+            };
+            match actix_rt::System::new().block_on(maas_flow::status_cli::run(&req)) {
+                Ok(text) => {
+                    if !health {
+                        print!("{text}");
+                    }
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("maas-flow status: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Demo { machines, timeout } => {
             if let Some(flag) = controller_flag_given(&matches) {
                 eprintln!("maas-flow demo: {flag} is a controller flag; the demo runs against its own simulator and does not honour it (drop it, or use `maas-flow run`)");

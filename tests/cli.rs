@@ -326,26 +326,40 @@ fn cases() -> Vec<Case> {
 }
 
 /// Run `cmd`, killing it (and failing) if it has not exited within 10 s.
-fn output_within(mut cmd: Command, name: &str) -> std::process::Output {
+fn output_within(cmd: Command, name: &str) -> std::process::Output {
+    output_within_for(cmd, name, std::time::Duration::from_secs(10))
+}
+
+/// Run `cmd` with its output read as it comes (a full pipe never blocks it), killing it
+/// (and failing) if it has not exited within `limit`.
+fn output_within_for(
+    mut cmd: Command,
+    name: &str,
+    limit: std::time::Duration,
+) -> std::process::Output {
     use std::process::Stdio;
-    let mut child = cmd
+    let child = cmd
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while child.try_wait().unwrap().is_none() {
-        if std::time::Instant::now() > deadline {
-            let _ = child.kill();
-            let out = child.wait_with_output().unwrap();
+    let pid = child.id() as i32;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    match rx.recv_timeout(limit) {
+        Ok(out) => out.unwrap(),
+        Err(_) => {
+            // SAFETY: kill(2) on the pid of our own child, which has not been reaped.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+            let out = rx.recv().unwrap().unwrap();
             panic!(
-                "{name}: still running after 10 s: {}",
+                "{name}: still running after {limit:?}: {}",
                 String::from_utf8_lossy(&out.stderr)
             );
         }
-        std::thread::sleep(std::time::Duration::from_millis(20));
     }
-    child.wait_with_output().unwrap()
 }
 
 /// Write `toml` with the given MAAS URL and a valid key (unless the case sets its own).
@@ -809,20 +823,8 @@ fn demo_honours_its_timeout() {
     let started = std::time::Instant::now();
     let mut cmd = Command::new(BIN);
     cmd.args(["demo", "--machines", "200", "--timeout", "1s"]);
-    let out = {
-        use std::process::Stdio;
-        let mut child = cmd
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let deadline = started + std::time::Duration::from_secs(60);
-        while child.try_wait().unwrap().is_none() {
-            assert!(std::time::Instant::now() < deadline, "demo ran past 60 s");
-            std::thread::sleep(std::time::Duration::from_millis(50));
-        }
-        child.wait_with_output().unwrap()
-    };
+    let out = output_within_for(cmd, "demo", std::time::Duration::from_secs(60));
+    println!("demo --timeout 1s exited after {:?}", started.elapsed());
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("within 1s"), "{err}");
@@ -849,4 +851,62 @@ fn readme_dry_run_stays_off_the_real_maas_port() {
         .unwrap();
     let help = String::from_utf8_lossy(&sim.stdout);
     assert!(!help.contains(":5240"), "maas-sim's default port: {help}");
+}
+
+#[test]
+fn completions_and_man_page_come_from_the_flags() {
+    for (shell, marker) in [
+        ("bash", "_maas__flow()"),
+        ("zsh", "#compdef maas-flow"),
+        ("fish", "complete -c maas-flow"),
+    ] {
+        let out = Command::new(BIN)
+            .args(["completions", shell])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0), "{shell}");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.contains(marker), "{shell}: {text}");
+        for word in ["check-config", "status", "log-level", "provision-url"] {
+            assert!(text.contains(word), "{shell} completes {word}");
+        }
+    }
+    let out = Command::new(BIN)
+        .args(["completions", "tcsh"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "unknown shell refused");
+
+    let out = Command::new(BIN).arg("man").output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let roff = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        roff.starts_with(".ie") || roff.contains(".TH maas-flow"),
+        "{roff}"
+    );
+    assert!(roff.contains(".TH maas-flow"), "{roff}");
+    assert!(roff.contains("log\\-level"), "flags documented: {roff}");
+    assert!(
+        roff.contains("check\\-config"),
+        "subcommands listed: {roff}"
+    );
+}
+
+#[test]
+fn status_without_a_listener_says_so() {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    drop(l);
+    for args in [vec![], vec!["--health"], vec!["node-1"]] {
+        let mut cmd = Command::new(BIN);
+        cmd.args(["status", "--url", &format!("http://{addr}")])
+            .args(&args);
+        let out = output_within(cmd, "status");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
+        assert!(
+            err.contains("cannot reach the maas-flow status listener"),
+            "{err}"
+        );
+    }
 }

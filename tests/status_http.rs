@@ -804,3 +804,120 @@ async fn dashboard_at_10000_machines_matches_the_api() {
     println!("screenshot: {} ({} bytes)", shot.display(), png.len());
     handle.stop(true).await;
 }
+
+/// `maas-flow status` (the real binary) against a running controller: the summary with
+/// the problems, one machine by hostname and by system_id, an unknown one, and the
+/// health check, with the listener found from `--listen` or `--url`.
+#[actix_rt::test]
+async fn status_command_reads_the_api_for_a_person() {
+    let sim = start_sim(scenario::demo_rack("maas-flow"), fast_timings());
+    sim.set_provisioner(ProvisionerConfig {
+        duration: Duration::from_millis(100),
+        ..ProvisionerConfig::default()
+    });
+    let ctrl = start(&sim, &[("provision.url", &sim.provisioner_url())]).await;
+    let addr = ctrl.http_addr.unwrap();
+    settle(&ctrl, Duration::from_secs(30)).await;
+    let run = |args: Vec<String>| async move {
+        actix_rt::task::spawn_blocking(move || {
+            let out = std::process::Command::new(env!("CARGO_BIN_EXE_maas-flow"))
+                .arg("status")
+                .args(&args)
+                .env_remove("MAAS_FLOW_CONFIG")
+                .output()
+                .unwrap();
+            (
+                out.status.code(),
+                String::from_utf8_lossy(&out.stdout).into_owned(),
+                String::from_utf8_lossy(&out.stderr).into_owned(),
+            )
+        })
+        .await
+        .unwrap()
+    };
+    let summary = ctrl.board.summary();
+    let (code, out, err) = run(vec!["--listen".into(), addr.to_string()]).await;
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        out.contains(&format!(
+            "machines: {} of {} at target · problems {}",
+            summary.at_target, summary.machines, summary.problems
+        )),
+        "{out}"
+    );
+    assert!(out.contains("problems (first 4 of 4)"), "{out}");
+    assert!(out.contains("Failed commissioning"), "{out}");
+
+    let (code, out, err) = run(vec![
+        "--url".into(),
+        format!("http://{addr}"),
+        "rack1-new-01".into(),
+    ])
+    .await;
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.starts_with("rack1-new-01 ("), "{out}");
+    assert!(out.contains("next step:    done"), "{out}");
+    assert!(out.contains("provisioning: provisioned"), "{out}");
+    let history: Vec<&str> = out
+        .split("history:\n")
+        .nth(1)
+        .unwrap()
+        .lines()
+        .map(|l| l.split_whitespace().last().unwrap())
+        .collect();
+    assert_eq!(
+        history,
+        [
+            "New",
+            "Commissioning",
+            "Ready",
+            "Allocated",
+            "Deploying",
+            "Deployed"
+        ],
+        "{out}"
+    );
+    let id = out
+        .split('(')
+        .nth(1)
+        .unwrap()
+        .split(')')
+        .next()
+        .unwrap()
+        .to_string();
+    let (code, by_id, _) = run(vec!["--url".into(), format!("http://{addr}"), id]).await;
+    assert_eq!(code, Some(0));
+    assert_eq!(by_id.lines().next(), out.lines().next());
+
+    let failed = ctrl
+        .board
+        .all()
+        .into_iter()
+        .find(|m| m.status == "Failed commissioning")
+        .unwrap();
+    let (_, out, _) = run(vec![
+        "--url".into(),
+        format!("http://{addr}"),
+        failed.hostname.clone(),
+    ])
+    .await;
+    assert!(
+        out.contains("next step:    left alone (Failed commissioning)"),
+        "{out}"
+    );
+
+    let (code, _, err) = run(vec![
+        "--url".into(),
+        format!("http://{addr}"),
+        "no-such-host".into(),
+    ])
+    .await;
+    assert_eq!(code, Some(1));
+    assert!(err.contains("no managed machine"), "{err}");
+
+    let (code, out, _) = run(vec!["--health".into(), "--listen".into(), addr.to_string()]).await;
+    assert_eq!(code, Some(0));
+    assert!(out.is_empty());
+    stop(ctrl).await;
+    sim.stop().await;
+}
