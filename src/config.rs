@@ -436,15 +436,33 @@ fn name_the_source(mut e: ConfigError, src: &Sources) -> ConfigError {
     e
 }
 
-/// Keys whose value is a list. From the environment they take a JSON array
-/// (`["rack1-.*","spare"]`) or comma-separated values (`rack1-.*,spare`); use the JSON
-/// form for a pattern that itself holds a comma.
-const LIST_KEYS: &[&str] = &[
-    "filter.hosts.include",
-    "filter.hosts.exclude",
-    "filter.zones.include",
-    "filter.zones.exclude",
-];
+/// Keys whose value is a list (`filter.hosts.include`, ...), found from the defaults so
+/// a list key added to [`Settings`] is covered without being named here. From the
+/// environment they take a JSON array (`["rack1-.*","spare"]`) or comma-separated values
+/// (`rack1-.*,spare`); use the JSON form for a pattern that itself holds a comma.
+pub fn list_keys() -> Vec<String> {
+    fn walk(prefix: &str, v: &toml::Value, out: &mut Vec<String>) {
+        match v {
+            toml::Value::Array(_) => out.push(prefix.to_string()),
+            toml::Value::Table(t) => {
+                for (k, v) in t {
+                    let key = if prefix.is_empty() {
+                        k.clone()
+                    } else {
+                        format!("{prefix}.{k}")
+                    };
+                    walk(&key, v, out);
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    if let Ok(v) = toml::Value::try_from(Settings::default()) {
+        walk("", &v, &mut out);
+    }
+    out
+}
 
 /// A list-valued key's value from the environment.
 fn env_list(var: &str, key: &str, v: &str) -> Result<Vec<String>, ConfigError> {
@@ -488,6 +506,7 @@ pub fn load_settings(src: &Sources) -> Result<Settings, ConfigError> {
         b = b.add_source(File::from_str(&text, FileFormat::Toml));
     }
     let mut env: HashMap<String, String> = HashMap::new();
+    let list_keys = list_keys();
     let mut lists: Vec<(&str, Vec<String>)> = Vec::new();
     for (k, v) in &src.env {
         // MAAS_FLOW_CONFIG names the file itself; it is not a setting.
@@ -495,7 +514,7 @@ pub fn load_settings(src: &Sources) -> Result<Settings, ConfigError> {
             let key = k["MAAS_FLOW_".len()..]
                 .to_ascii_lowercase()
                 .replace("__", ".");
-            if let Some(list_key) = LIST_KEYS.iter().find(|l| **l == key) {
+            if let Some(list_key) = list_keys.iter().find(|l| **l == key) {
                 lists.push((list_key, env_list(k, list_key, v)?));
             } else {
                 env.insert(k.clone(), v.clone());
@@ -996,6 +1015,20 @@ mod tests {
             legacy_provision_url("http://h/p"),
             ("provision.url", "http://h/p".into())
         );
+    }
+
+    #[test]
+    fn list_keys_come_from_the_defaults() {
+        let keys = list_keys();
+        for k in [
+            "filter.hosts.include",
+            "filter.hosts.exclude",
+            "filter.zones.include",
+            "filter.zones.exclude",
+        ] {
+            assert!(keys.iter().any(|x| x == k), "{k} in {keys:?}");
+        }
+        assert!(!keys.iter().any(|x| x == "maas.url"));
     }
 
     #[test]
