@@ -101,7 +101,8 @@ pub async fn run(opts: DemoOptions) -> i32 {
     // On a terminal one live line (indicatif: redrawn in place, cut to the terminal's
     // width); otherwise a plain line whenever the counts change.
     let bar = if live {
-        let bar = indicatif::ProgressBar::new_spinner();
+        let bar =
+            indicatif::ProgressBar::with_draw_target(None, indicatif::ProgressDrawTarget::stdout());
         bar.set_style(
             indicatif::ProgressStyle::with_template("{spinner} [{elapsed:>4}] {wide_msg}")
                 .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
