@@ -12,8 +12,7 @@ use std::time::SystemTime;
 
 use maud::{html, Markup, PreEscaped, DOCTYPE};
 
-use crate::http::{status_since, STUCK_AFTER, TRANSITIONAL};
-use crate::status::{Board, MachineView};
+use crate::status::{status_since, Board, MachineView, STUCK_AFTER, TRANSITIONAL};
 
 /// Machines per dashboard page (the script uses the same number).
 pub const PAGE: usize = 200;

@@ -22,7 +22,7 @@ use parking_lot::Mutex;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::metrics::Metrics;
-use crate::status::{Board, MachineView};
+use crate::status::{status_since, Board};
 
 /// Not ready after this many consecutive failed lists.
 const UNREADY_AFTER_FAILURES: u32 = 3;
@@ -142,30 +142,6 @@ fn label_value(v: &str) -> String {
     v.replace('\\', "\\\\")
         .replace('"', "\\\"")
         .replace('\n', "\\n")
-}
-
-/// Which transitional MAAS statuses a machine should leave by itself; a machine in one
-/// of them for longer than [`STUCK_AFTER`] is shown as stuck.
-pub const TRANSITIONAL: &[&str] = &[
-    "Commissioning",
-    "Deploying",
-    "Releasing",
-    "Disk erasing",
-    "Entering rescue mode",
-    "Exiting rescue mode",
-    "Testing",
-];
-
-/// How long a machine may sit in a transitional status (or provisioning) before the
-/// dashboard and `maas-flow status` call it stuck. Real commissioning and deployment
-/// take 5-30 minutes.
-pub const STUCK_AFTER: Duration = Duration::from_secs(3600);
-
-/// When `v` entered its current status, from its transitions.
-pub fn status_since(v: &MachineView) -> Option<std::time::SystemTime> {
-    v.transitions
-        .last()
-        .and_then(|(_, t)| humantime::parse_rfc3339(t).ok())
 }
 
 async fn metrics_text(s: web::Data<Shared>, req: HttpRequest) -> HttpResponse {

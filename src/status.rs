@@ -5,10 +5,34 @@
 //! snapshot under a short read lock.
 
 use std::collections::BTreeMap;
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use parking_lot::RwLock;
 use serde::Serialize;
+
+/// Which transitional MAAS statuses a machine should leave by itself; a machine in one
+/// of them for longer than [`STUCK_AFTER`] is shown as stuck.
+pub const TRANSITIONAL: &[&str] = &[
+    "Commissioning",
+    "Deploying",
+    "Releasing",
+    "Disk erasing",
+    "Entering rescue mode",
+    "Exiting rescue mode",
+    "Testing",
+];
+
+/// How long a machine may sit in a transitional status (or provisioning) before the
+/// dashboard and `maas-flow status` call it stuck. Real commissioning and deployment
+/// take 5-30 minutes.
+pub const STUCK_AFTER: Duration = Duration::from_secs(3600);
+
+/// When `v` entered its current status, from its transitions.
+pub fn status_since(v: &MachineView) -> Option<std::time::SystemTime> {
+    v.transitions
+        .last()
+        .and_then(|(_, t)| humantime::parse_rfc3339(t).ok())
+}
 
 /// Transitions kept per machine.
 const MAX_TRANSITIONS: usize = 16;
