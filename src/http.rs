@@ -170,25 +170,22 @@ async fn metrics_text(s: web::Data<Shared>, req: HttpRequest) -> HttpResponse {
     let _ = writeln!(extra, "maas_flow_machines_problem {}", summary.problems);
     extra.push_str("# HELP maas_flow_machines_at_target Managed machines at their target.\n# TYPE maas_flow_machines_at_target gauge\n");
     let _ = writeln!(extra, "maas_flow_machines_at_target {}", summary.at_target);
-    let all = s.board.all();
-    let quarantined = all
-        .iter()
-        .filter(|m| m.step.starts_with("quarantined"))
-        .count();
-    extra.push_str("# HELP maas_flow_machines_quarantined Managed machines quarantined after their recovery attempts.\n# TYPE maas_flow_machines_quarantined gauge\n");
-    let _ = writeln!(extra, "maas_flow_machines_quarantined {quarantined}");
     // The longest time any machine has been in each status: "stuck" alerts without one
     // series per machine.
     let now = std::time::SystemTime::now();
     let mut oldest: std::collections::BTreeMap<String, f64> = Default::default();
-    for m in &all {
+    let mut quarantined = 0usize;
+    s.board.for_each(|m| {
+        quarantined += usize::from(m.step.starts_with("quarantined"));
         if let Some(since) = status_since(m) {
             let age = now.duration_since(since).unwrap_or_default().as_secs_f64();
             let k = crate::metrics::status_label(crate::maas::NodeStatus::from_code(m.status_code));
             let e = oldest.entry(k).or_insert(0.0);
             *e = e.max(age);
         }
-    }
+    });
+    extra.push_str("# HELP maas_flow_machines_quarantined Managed machines quarantined after their recovery attempts.\n# TYPE maas_flow_machines_quarantined gauge\n");
+    let _ = writeln!(extra, "maas_flow_machines_quarantined {quarantined}");
     extra.push_str("# HELP maas_flow_status_oldest_seconds The longest time a managed machine has been in each MAAS status.\n# TYPE maas_flow_status_oldest_seconds gauge\n# UNIT maas_flow_status_oldest_seconds seconds\n");
     for (k, age) in &oldest {
         let _ = writeln!(

@@ -233,6 +233,14 @@ impl Board {
         self.info.read().clone()
     }
 
+    /// Visit every machine under the read lock, without copying any (a scrape at
+    /// 100,000 machines must not clone them all).
+    pub fn for_each(&self, mut f: impl FnMut(&MachineView)) {
+        for v in self.machines.read().values() {
+            f(v);
+        }
+    }
+
     /// The counts, in one pass under one read lock.
     pub fn summary(&self) -> Summary {
         let ms = self.machines.read();
