@@ -71,7 +71,7 @@ async fn a_list_slower_than_the_period_is_not_polled_over() {
     let ctrl = start(
         &sim,
         &[
-            ("maas.period", "50ms"),
+            ("maas.period", "100ms"),
             ("events.enabled", "false"),
             ("lifecycle.target", "ready"),
             // `nowhere` is refused by MAAS: the fallback filters on our side.
@@ -95,7 +95,7 @@ async fn a_list_slower_than_the_period_is_not_polled_over() {
     })
     .await;
     let skipped = metric(&ctrl, "maas_flow_polls_total{kind=\"skipped_in_flight\"}");
-    println!("skipped_in_flight after three 800 ms lists with a 50 ms period: {skipped}");
+    println!("skipped_in_flight after three 800 ms lists with a 100 ms period: {skipped}");
     assert!(
         skipped <= 2.0,
         "the poller woke {skipped} times for nothing"
