@@ -165,6 +165,19 @@ pub struct Memo {
     pub recommissions: u32,
     /// Recovery releases sent since the machine was last Deployed.
     pub redeploys: u32,
+    /// MAAS's validation refused this operation (a field error, not a state change):
+    /// it is not sent again before `until`, across status changes, unless the operator
+    /// sets the retry tag or restarts with another configuration.
+    pub refused: Option<Refusal>,
+}
+
+/// An operation MAAS refused for a reason no re-read can fix.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    pub action: ActionKind,
+    /// MAAS's message (escaped, key removed), shown to the operator.
+    pub reason: String,
+    pub until: Instant,
 }
 
 impl Memo {
@@ -215,6 +228,15 @@ pub enum Hold {
     /// New, with no power type and no power helper: MAAS cannot commission it.
     NoPowerType,
     ProvisionGaveUp,
+    /// MAAS's validation refused the next operation (`distro_series`, `hwe_kernel`...):
+    /// held with MAAS's message until the refusal expires or an operator acts.
+    Refused {
+        action: ActionKind,
+        reason: String,
+    },
+    /// MAAS sent data that fails validation (a system_id outside MAAS's alphabet, an
+    /// address that is not an IP): never acted on.
+    InvalidData(String),
 }
 
 /// The one next step for a machine.
@@ -246,6 +268,10 @@ impl Step {
             Step::Hold(Hold::SkipTag) => "skip tag".into(),
             Step::Hold(Hold::NoPowerType) => "no power type".into(),
             Step::Hold(Hold::ProvisionGaveUp) => "provisioning gave up".into(),
+            Step::Hold(Hold::Refused { action, reason }) => {
+                format!("refused by MAAS ({}): {reason}", action.as_str())
+            }
+            Step::Hold(Hold::InvalidData(why)) => format!("invalid data from MAAS: {why}"),
             Step::Done => "done".into(),
         }
     }
@@ -264,6 +290,9 @@ pub fn decide(
     memo: &Memo,
     now: Instant,
 ) -> Step {
+    if let Some(why) = &m.invalid {
+        return Step::Hold(Hold::InvalidData(why.clone()));
+    }
     if let Some(tag) = &policy.skip_tag {
         if m.tag_names.iter().any(|t| t == tag) {
             return Step::Hold(Hold::SkipTag);
@@ -274,6 +303,15 @@ pub fn decide(
         Step::Act(a) => {
             if m.locked == Some(true) {
                 Step::Hold(Hold::Locked)
+            } else if let Some(r) = memo
+                .refused
+                .as_ref()
+                .filter(|r| r.action == a.kind() && r.until > now)
+            {
+                Step::Hold(Hold::Refused {
+                    action: r.action,
+                    reason: r.reason.clone(),
+                })
             } else if memo.sent(a.kind()) {
                 Step::Wait(Wait::Sent(a.kind()))
             } else if let Some(t) = memo.not_before.filter(|t| *t > now) {

@@ -85,7 +85,7 @@ pub fn client_for(cfg: &Config, metrics: Arc<Metrics>) -> MaasClient {
             list_timeout: s.list_timeout,
             max_body: (s.max_body_mib as usize).saturating_mul(1024 * 1024),
             hinted_retries: 3,
-            max_retry_after: Duration::from_secs(60),
+            max_retry_after: cfg.settings.limits.retry_cap,
             tls: tls_for(cfg),
         },
         metrics,
