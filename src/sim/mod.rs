@@ -18,7 +18,7 @@ use std::time::Instant;
 use actix_web::{web, App, HttpServer};
 
 pub use provisioner::{ProvisionerConfig, ProvisionerRequest};
-pub use server::{Faults, SimConfig, SimState};
+pub use server::{Faults, RedirectFault, SimConfig, SimState};
 pub use world::{OpRecord, SimMachine, Timings, World};
 
 use crate::maas::NodeStatus;
