@@ -15,7 +15,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::maas::{Machine, NodeStatus, PowerState};
+use crate::maas::{Escaped, Machine, NodeStatus, PowerState};
 
 /// The state the operator wants selected machines in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -263,7 +263,7 @@ impl Step {
             Step::Hold(Hold::Status(s)) => format!("left alone ({s})"),
             Step::Hold(Hold::Quarantined(s)) => format!("quarantined ({s})"),
             Step::Hold(Hold::UnknownStatus(n)) => format!("left alone (unknown status {n})"),
-            Step::Hold(Hold::OwnedBy(o)) => format!("owned by {o}"),
+            Step::Hold(Hold::OwnedBy(o)) => format!("owned by {}", Escaped(o)),
             Step::Hold(Hold::Locked) => "locked".into(),
             Step::Hold(Hold::SkipTag) => "skip tag".into(),
             Step::Hold(Hold::NoPowerType) => "no power type".into(),

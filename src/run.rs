@@ -157,7 +157,7 @@ pub async fn start(cfg: &Config) -> Result<Controller, StartError> {
         Some(u) => u.to_string(),
         None => whoami(&client, s.maas.period).await?,
     };
-    info!(user = %me, "acting as MAAS user");
+    info!(user = %crate::maas::Escaped(&me), "acting as MAAS user");
     board.with_global(|g| g.maas_user = Some(me.clone()));
     let policy = cfg.policy(&me);
     let store = match &s.provision.state_file {
