@@ -95,14 +95,30 @@ async fn huge_retry_after_neither_panics_nor_suspends_the_controller() {
 /// outcome is unknown, so the controller re-reads the machine and decides from it; it
 /// never re-sends the operation blind (it used to, 2.5 s later).
 #[actix_rt::test]
-async fn an_unanswered_operation_is_reread_never_resent() {
-    let sim = start_sim(scenario::rack(1), fast_timings());
-    let id = sim.machines()[0].system_id.clone();
-    sim.set_faults(Faults {
+async fn an_operation_answered_after_the_timeout_is_reread_never_resent() {
+    unanswered_operation(Faults {
         late_answer_rate: 1.0,
         slow_ms: 2_500,
         ..Faults::default()
-    });
+    })
+    .await;
+}
+
+/// Issue 12 item 4, the other way an answer is lost: the connection breaks after MAAS
+/// applied the operation.
+#[actix_rt::test]
+async fn an_operation_whose_connection_breaks_is_reread_never_resent() {
+    unanswered_operation(Faults {
+        cut_after_apply_rate: 1.0,
+        ..Faults::default()
+    })
+    .await;
+}
+
+async fn unanswered_operation(faults: Faults) {
+    let sim = start_sim(scenario::rack(1), fast_timings());
+    let id = sim.machines()[0].system_id.clone();
+    sim.set_faults(faults);
     let ctrl = start(
         &sim,
         &[

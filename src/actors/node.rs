@@ -663,8 +663,12 @@ impl NodeActor {
                         .action("annotate", &format!("error_{}", e.code()));
                     let span = act.span.clone();
                     let _g = span.enter();
-                    if matches!(e.class(), ErrorClass::WrongState | ErrorClass::NotFound) {
-                        // The machine is no longer ours to annotate (released): drop it.
+                    if matches!(
+                        e.class(),
+                        ErrorClass::WrongState | ErrorClass::NotFound | ErrorClass::Validation
+                    ) {
+                        // The machine is no longer ours to annotate (released), or MAAS
+                        // refuses the fields themselves: sending again cannot help.
                         warn!(error = %e, "cannot record the provisioning outcome in MAAS");
                         act.pending_record = None;
                     } else {

@@ -60,6 +60,8 @@ pub struct Faults {
     /// Operations are applied, then answered only after `slow_ms` (a client that times
     /// out first cannot know whether they were applied).
     pub late_answer_rate: f64,
+    /// Operations are applied, then the connection is cut instead of answering.
+    pub cut_after_apply_rate: f64,
     /// Answer mutating requests for one machine with a redirect.
     pub redirect: Option<RedirectFault>,
     /// Answer every signed request with MAAS 3.4's wrong-signature 401, which echoes the
@@ -318,19 +320,30 @@ pub async fn handle(
     } else {
         dispatch_v2(&call, &state)
     };
-    let late = {
+    let (late, cut) = {
         let mut g = state.faults.lock();
         let (f, rng) = &mut *g;
-        (fault_kind(&call) == "ops" && f.late_answer_rate > 0.0)
-            .then(|| {
-                rng.gen_bool(f.late_answer_rate.clamp(0.0, 1.0))
-                    .then_some(f.slow_ms)
-            })
-            .flatten()
+        let op = fault_kind(&call) == "ops";
+        let mut roll = |p: f64| op && p > 0.0 && rng.gen_bool(p.clamp(0.0, 1.0));
+        (
+            roll(f.late_answer_rate).then_some(f.slow_ms),
+            roll(f.cut_after_apply_rate),
+        )
     };
     if let Some(ms) = late {
         // Applied and logged already; the answer comes too late for an impatient client.
         actix_rt::time::sleep(Duration::from_millis(ms)).await;
+    }
+    if cut {
+        // Applied and logged already; the client sees a broken connection.
+        let s = futures_util::stream::once(async {
+            Err::<Bytes, std::io::Error>(std::io::Error::other(
+                "connection cut after applying (injected)",
+            ))
+        });
+        return HttpResponse::Ok()
+            .content_type("application/json")
+            .streaming(s);
     }
     if is_list(&call, v1) && resp.status() == StatusCode::OK {
         return corrupt_list(resp, &state).await;
