@@ -631,6 +631,63 @@ mod tests {
     }
 
     #[test]
+    fn a_refused_operation_is_held_until_the_refusal_expires_and_invalid_data_always() {
+        let now = Instant::now();
+        let later = now + std::time::Duration::from_secs(300);
+        let m = machine(Allocated, Some("maas-flow"), PowerState::Off);
+        let memo = Memo {
+            refused: Some(Refusal {
+                action: ActionKind::Deploy,
+                reason: "'noble' is not a valid distro_series.".into(),
+                until: later,
+            }),
+            ..Memo::default()
+        };
+        let held = decide(&m, Provision::Pending, &policy(), &memo, now);
+        assert_eq!(
+            held,
+            Step::Hold(Hold::Refused {
+                action: ActionKind::Deploy,
+                reason: "'noble' is not a valid distro_series.".into()
+            })
+        );
+        assert!(held.settled());
+        assert_eq!(
+            held.label(),
+            "refused by MAAS (deploy): 'noble' is not a valid distro_series."
+        );
+        assert_eq!(
+            decide(&m, Provision::Pending, &policy(), &memo, later),
+            Step::Act(Action::Deploy)
+        );
+        // A refusal of another operation does not hold this one.
+        let ready = machine(Ready, None, PowerState::Off);
+        assert_eq!(
+            decide(&ready, Provision::Pending, &policy(), &memo, now),
+            Step::Act(Action::Allocate)
+        );
+        let mut bad = machine(New, None, PowerState::Off);
+        bad.invalid = Some("empty system_id".into());
+        assert_eq!(
+            decide(&bad, Provision::Pending, &policy(), &Memo::default(), now),
+            Step::Hold(Hold::InvalidData("empty system_id".into()))
+        );
+    }
+
+    #[test]
+    fn owner_names_cannot_break_a_log_line() {
+        let m = machine(Deployed, Some("eve\nforged"), PowerState::On);
+        let step = decide(
+            &m,
+            Provision::Pending,
+            &policy(),
+            &Memo::default(),
+            Instant::now(),
+        );
+        assert_eq!(step.label(), "owned by eve\\nforged");
+    }
+
+    #[test]
     fn provisioning_follows_deployed() {
         let now = Instant::now();
         let p = Policy {
