@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use maas_flow::maas::NodeStatus;
-use maas_flow::sim::{scenario, Faults, RedirectFault, Sim, SimMachine};
+use maas_flow::sim::{scenario, BootImages, Faults, RedirectFault, Sim, SimMachine};
 
 const BIN: &str = env!("CARGO_BIN_EXE_maas-flow");
 
@@ -295,10 +295,8 @@ async fn machines_with_invalid_ids_or_addresses_are_held_not_acted_on() {
 async fn a_field_error_holds_the_machine_instead_of_resending() {
     let sim = start_sim(scenario::rack(1), fast_timings());
     let id = sim.machines()[0].system_id.clone();
-    sim.set_faults(Faults {
-        unavailable_series: Some("noble".into()),
-        ..Faults::default()
-    });
+    // The region of maas-api.md section 7: no noble images.
+    sim.with_world(|w| w.boot_images = BootImages::only(&["focal", "jammy"]));
     let ctrl = start(
         &sim,
         &[
@@ -332,9 +330,9 @@ async fn a_field_error_holds_the_machine_instead_of_resending() {
         metrics.contains(r#"maas_flow_refusals_total{action="deploy",field="distro_series"} 1"#),
         "{metrics}"
     );
-    // The operator fixes the images and sets the retry tag: the deploy goes out again.
-    sim.set_faults(Faults::default());
+    // The operator imports noble and sets the retry tag: the deploy goes out again.
     sim.with_world(|w| {
+        w.boot_images = BootImages::default();
         let i = w.find(&id).unwrap();
         w.machines[i].tags.push("maas-flow-retry".into());
         w.machines[i].invalidate();
@@ -348,6 +346,51 @@ async fn a_field_error_holds_the_machine_instead_of_resending() {
     assert_eq!(requests(&sim, &id, "deploy"), 2);
     stop(ctrl).await;
     sim.stop().await;
+}
+
+/// Issue 11 item 5, the other field error a 3.4 region gives for a deploy: `Failed to
+/// render preseed: ...` (text, not JSON). Held, not re-sent.
+#[actix_rt::test]
+async fn a_preseed_failure_holds_the_machine_instead_of_resending() {
+    let sim = start_sim(scenario::rack(1), fast_timings());
+    let id = sim.machines()[0].system_id.clone();
+    sim.set_faults(Faults {
+        preseed_error_rate: 1.0,
+        ..Faults::default()
+    });
+    let ctrl = start(
+        &sim,
+        &[("maas.username", "maas-flow"), ("limits.retry_cap", "60s")],
+    )
+    .await;
+    wait_for("the refusal to be shown", Duration::from_secs(20), || {
+        ctrl.board.get(&id).is_some_and(|v| {
+            v.step
+                .starts_with("refused by MAAS (deploy): Failed to render preseed")
+        })
+    })
+    .await;
+    actix_rt::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(requests(&sim, &id, "deploy"), 1, "{:?}", sim.ops());
+    assert_eq!(
+        ctrl.metrics
+            .refusals
+            .get_or_create(&maas_flow::metrics::RefusalLabels {
+                action: "deploy".into(),
+                field: "preseed".into(),
+            })
+            .get(),
+        1
+    );
+    stop(ctrl).await;
+    sim.stop().await;
+}
+
+/// The body of a GET, or `None` while the listener is not up yet.
+async fn try_get(url: &str) -> Option<String> {
+    let mut r = awc::Client::default().get(url).send().await.ok()?;
+    let b = r.body().limit(16 << 20).await.ok()?;
+    Some(String::from_utf8_lossy(&b).into_owned())
 }
 
 async fn http_get(url: &str) -> (u16, String) {
@@ -458,15 +501,11 @@ async fn a_401_echoing_the_secret_leaks_nothing() {
                 "no 401 on the machine row: {}",
                 run.logged()
             );
-            if let Ok(mut r) = awc::Client::default()
-                .get(format!("{base}/api/v1/machines/{id}"))
-                .send()
+            if try_get(&format!("{base}/api/v1/machines/{id}"))
                 .await
+                .is_some_and(|b| b.contains("401"))
             {
-                let b = r.body().await.unwrap_or_default();
-                if String::from_utf8_lossy(&b).contains("401") {
-                    break;
-                }
+                break;
             }
             actix_rt::time::sleep(Duration::from_millis(100)).await;
         }
@@ -477,9 +516,10 @@ async fn a_401_echoing_the_secret_leaks_nothing() {
         let limit = Instant::now() + Duration::from_secs(30);
         let status = loop {
             assert!(Instant::now() < limit, "no failed list: {}", run.logged());
-            let (_, s) = http_get(&format!("{base}/api/v1/status")).await;
-            if s.contains("401") {
-                break s;
+            if let Some(s) = try_get(&format!("{base}/api/v1/status")).await {
+                if s.contains("401") {
+                    break s;
+                }
             }
             actix_rt::time::sleep(Duration::from_millis(100)).await;
         };
@@ -501,6 +541,31 @@ async fn a_401_echoing_the_secret_leaks_nothing() {
         }
         sim.stop().await;
     }
+    // The real-world case: our secret is wrong, so the secret MAAS echoes is the
+    // region's, which only dropping the base string keeps out.
+    let sim = start_sim(scenario::rack(1), fast_timings());
+    let wrong = format!("{}:{}:notoursecret", parts[0], parts[1]);
+    let run = spawn(&sim.base_url, &wrong, "text");
+    let base = format!("http://{}", run.listen);
+    let limit = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        assert!(Instant::now() < limit, "no failed list: {}", run.logged());
+        if let Some(s) = try_get(&format!("{base}/api/v1/status")).await {
+            if s.contains("401") {
+                break s;
+            }
+        }
+        actix_rt::time::sleep(Duration::from_millis(100)).await;
+    };
+    let (_, dashboard) = http_get(&format!("{base}/")).await;
+    let logs = run.finish();
+    assert!(logs.contains("signature base string withheld"), "{logs}");
+    for text in [&logs, &status, &dashboard] {
+        for secret in [parts[2], "notoursecret"] {
+            assert!(!text.contains(secret), "`{secret}` shown: {text}");
+        }
+    }
+    sim.stop().await;
 }
 
 /// Issue 12 items 8 and 14: a hostname carrying `\n2099-... ERROR ...` forged a log line

@@ -70,9 +70,6 @@ pub struct Faults {
     /// Answer every signed request with MAAS 3.4's wrong-signature 401, which echoes the
     /// region's token secret: `Invalid signature. Expected signature base string: &<secret>`.
     pub echo_secret_401: bool,
-    /// `op=deploy` with this series answers MAAS 3.4's 400 form error for a series
-    /// without boot images: `{"distro_series": ["'noble' is not a valid distro_series. ..."]}`.
-    pub unavailable_series: Option<String>,
 }
 
 /// A redirect injected for the mutating requests of one machine.
@@ -383,19 +380,6 @@ fn hostile_answer(call: &Call, state: &SimState) -> Option<HttpResponse> {
                     .insert_header(("Location", r.location.clone()))
                     .finish(),
             );
-        }
-    }
-    if let Some(series) = f.unavailable_series.as_deref() {
-        let asked = call
-            .param("distro_series")
-            .map(|v| v.rsplit('/').next().unwrap_or(v));
-        if call.op.as_deref() == Some("deploy") && asked == Some(series) {
-            return Some(json_body(
-                400,
-                format!(
-                    r#"{{"distro_series": ["'{series}' is not a valid distro_series.  It should be one of: '', 'jammy'."]}}"#
-                ),
-            ));
         }
     }
     None
