@@ -88,6 +88,14 @@ pub struct Metrics {
     pub poller_restarts: Counter,
     /// Full lists that dropped more than half of the managed machines at once.
     pub suspect_lists: Counter,
+    /// Operations MAAS's validation refused, by action and refused field.
+    pub refusals: Family<RefusalLabels, Counter>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RefusalLabels {
+    pub action: String,
+    pub field: String,
 }
 
 impl Default for Metrics {
@@ -117,6 +125,7 @@ impl Metrics {
             last_read_success: Gauge::default(),
             poller_restarts: Counter::default(),
             suspect_lists: Counter::default(),
+            refusals: Family::default(),
             registry: Registry::with_prefix("maas_flow"),
         };
         // Families share their state with their clones, so the registry can hold clones.
@@ -208,6 +217,11 @@ impl Metrics {
             "Full lists that dropped more than half of the managed machines; re-read before retiring",
             m.suspect_lists.clone(),
         );
+        registry.register(
+            "refusals",
+            "Operations MAAS refused for a field of the request (held, not retried), by action and field",
+            m.refusals.clone(),
+        );
         m
     }
 
@@ -218,6 +232,15 @@ impl Metrics {
                 action: action.into(),
                 result: result.into(),
                 code: String::new(),
+            })
+            .inc();
+    }
+
+    pub fn refusal(&self, action: &str, field: &str) {
+        self.refusals
+            .get_or_create(&RefusalLabels {
+                action: action.into(),
+                field: field.into(),
             })
             .inc();
     }

@@ -360,7 +360,7 @@ impl Poller {
                 // Ids MAAS has no machine for (controllers, devices): not asked again.
                 for id in asked {
                     if !machines.iter().any(|m| m.system_id == id) {
-                        debug!(system_id = %id, "the event log names a node that is not a machine; not reading it again");
+                        debug!(system_id = %crate::maas::Escaped(&id), "the event log names a node that is not a machine; not reading it again");
                         act.not_machines.insert(id);
                     }
                 }
@@ -555,7 +555,7 @@ impl Poller {
                     g.last_poll_error = Some(shown);
                 });
                 let wait = self.backoff.next_delay().max(e_retry_after(&e));
-                self.not_before = Some(Instant::now() + wait);
+                self.not_before = Some(crate::backoff::instant_after(wait));
                 match &e {
                     PollError::Maas(m) if matches!(m.code(), 401 | 403) => {
                         error!(error = %e, retry_in = ?wait, "MAAS refused the API key: check maas.api_key / the key file")

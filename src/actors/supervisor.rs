@@ -24,7 +24,7 @@ use tracing::{debug, info, warn};
 
 use super::{NodeActor, Observed, Retire, SharedDeps, Snapshot};
 use crate::filter::Filter;
-use crate::maas::{parse_machine, ErrorClass, MaasError, Machine};
+use crate::maas::{parse_machine, ErrorClass, Escaped, MaasError, Machine};
 
 /// Direct reads (`GET machines/{id}/`) in flight at once.
 const READ_PARALLEL: usize = 4;
@@ -72,7 +72,7 @@ impl Supervisor {
         self.absent.remove(id);
         self.wanted_back.remove(id);
         if let Some(addr) = self.nodes.remove(id) {
-            info!(system_id = %id, "{why}; no longer managed");
+            info!(system_id = %Escaped(id), "{why}; no longer managed");
             addr.do_send(Retire);
             self.retiring.insert(id.to_string(), addr);
         }
@@ -91,14 +91,14 @@ impl Supervisor {
                 });
                 return;
             }
-            warn!(system_id = %id, hostname = %m.hostname, "node actor had stopped; starting it again from a fresh read");
+            warn!(system_id = %Escaped(&id), hostname = %Escaped(&m.hostname), "node actor had stopped; starting it again from a fresh read");
             self.nodes.remove(&id);
             self.stopped.insert(id.clone(), Instant::now());
         }
         if let Some(old) = self.retiring.get(&id) {
             if old.connected() {
                 if self.wanted_back.insert(id.clone()) {
-                    info!(system_id = %id, hostname = %m.hostname, "selected again while its previous actor finishes; managed once that one has stopped");
+                    info!(system_id = %Escaped(&id), hostname = %Escaped(&m.hostname), "selected again while its previous actor finishes; managed once that one has stopped");
                 }
                 return;
             }
@@ -119,7 +119,7 @@ impl Supervisor {
             self.stopped.remove(&id);
         }
         self.wanted_back.remove(&id);
-        debug!(system_id = %id, hostname = %m.hostname, "managing machine");
+        debug!(system_id = %Escaped(&id), hostname = %Escaped(&m.hostname), "managing machine");
         let addr = NodeActor::new(self.deps.clone(), m, fetched_at).start();
         self.nodes.insert(id, addr);
     }
@@ -184,17 +184,17 @@ impl Supervisor {
                 self.observe(&m, sent, ctx);
             }
             Ok(m) => {
-                warn!(system_id = %id, answered = %m.system_id, "MAAS answered a read with another machine; ignored")
+                warn!(system_id = %Escaped(&id), answered = %Escaped(&m.system_id), "MAAS answered a read with another machine; ignored")
             }
             Err(Some(e)) if e.class() == ErrorClass::NotFound => {
                 self.retire(&id, "MAAS answers 404 for the machine");
                 self.stopped.remove(&id);
             }
             Err(Some(e)) => {
-                warn!(system_id = %id, error = %e, "cannot read the machine; the next list decides")
+                warn!(system_id = %Escaped(&id), error = %e, "cannot read the machine; the next list decides")
             }
             Err(None) => {
-                warn!(system_id = %id, "MAAS answered a read of the machine with something unusable; the next list decides")
+                warn!(system_id = %Escaped(&id), "MAAS answered a read of the machine with something unusable; the next list decides")
             }
         }
     }
@@ -254,7 +254,7 @@ impl Supervisor {
             if *n >= ABSENT_LISTS {
                 self.retire(&id, "machine absent from two consecutive full lists");
             } else {
-                debug!(system_id = %id, "machine missing from a full list; reading it");
+                debug!(system_id = %Escaped(&id), "machine missing from a full list; reading it");
                 to_read.push(id);
             }
         }
