@@ -60,6 +60,10 @@ pub struct Machine {
     pub osystem: Option<String>,
     #[serde(default)]
     pub distro_series: Option<String>,
+    /// The script result of the machine's current installation: a new one per deploy,
+    /// so it names the deployment a provisioning outcome belongs to (absent in API 1.0).
+    #[serde(default)]
+    pub current_installation_result_id: Option<i64>,
 }
 
 /// Objects MAAS embeds by reference (`zone`, `pool`, `domain`); only the name matters.
