@@ -26,7 +26,11 @@ WORKDIR /var/lib/maas-flow
 # publish it only on the host's loopback (-p 127.0.0.1:9090:9090).
 ENV MAAS_FLOW_CONFIG=/etc/maas-flow/maas-flow.toml \
     MAAS_FLOW_HTTP__LISTEN=0.0.0.0:9090 \
-    MAAS_FLOW_MAAS__API_KEY_FILE=/secrets/maas_api_key
+    MAAS_FLOW_MAAS__API_KEY_FILE=/secrets/maas_api_key \
+    MAAS_FLOW_STATE_DIR=/var/lib/maas-flow
+# The provisioning journal lives here: keep it on a volume so a new container does not
+# run a successful provisioning again.
+VOLUME /var/lib/maas-flow
 EXPOSE 9090
 HEALTHCHECK --interval=30s --timeout=5s --start-period=10s --retries=3 \
     CMD curl -fsS http://127.0.0.1:9090/healthz || exit 1

@@ -179,6 +179,7 @@ pub async fn start(cfg: &Config) -> Result<Controller, StartError> {
             s.provision.ttl,
             s.maas.request_timeout,
             tls_for(cfg),
+            metrics.clone(),
         ))),
     };
     let deps = Rc::new(Deps {

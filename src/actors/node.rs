@@ -259,6 +259,16 @@ impl NodeActor {
             0
         };
         if let Some(r) = p.store.as_ref().and_then(|s| s.get(&self.deployment_key())) {
+            if let (Some(at), false) = (&r.provisioned_at, provisioned) {
+                // The journal has the success but MAAS does not (the annotation write
+                // was cut by a restart): finish recording it, never run it again.
+                if self.deps.annotations {
+                    self.pending_record = Some(vec![
+                        (ANNOTATION_PROVISIONED.to_string(), at.clone()),
+                        (ANNOTATION_ATTEMPTS.to_string(), String::new()),
+                    ]);
+                }
+            }
             provisioned |= r.provisioned_at.is_some();
             attempts = attempts.max(r.attempts);
             if r.last_error.is_some() {

@@ -39,6 +39,8 @@ pub struct HttpProvisioner {
     /// Bound on one request, answer body included.
     pub request_timeout: Duration,
     pub http: awc::Client,
+    /// Counts failed polls (`maas_flow_retries_total{kind="provisioner_poll"}`).
+    pub metrics: std::sync::Arc<crate::metrics::Metrics>,
 }
 
 /// The method of a provisioner request (for messages).
@@ -67,6 +69,7 @@ impl HttpProvisioner {
         ttl: Duration,
         request_timeout: Duration,
         tls: Option<std::sync::Arc<rustls::ClientConfig>>,
+        metrics: std::sync::Arc<crate::metrics::Metrics>,
     ) -> Self {
         let mut conn = awc::Connector::new()
             .timeout(request_timeout)
@@ -90,6 +93,7 @@ impl HttpProvisioner {
             ttl,
             request_timeout,
             http,
+            metrics,
         }
     }
 
@@ -163,6 +167,7 @@ impl HttpProvisioner {
             let (code, body) = match self.request(Verb::Get, &job_url, None).await {
                 Ok(r) => r,
                 Err(e) => {
+                    crate::metrics::Metrics::kind(&self.metrics.retries, "provisioner_poll");
                     // A blip while polling is not a verdict; the TTL bounds it.
                     tracing::warn!(system_id = %job.system_id, error = %e, running_for = ?started.elapsed(), "provisioner poll failed; will poll again");
                     continue;
