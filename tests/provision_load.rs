@@ -3,6 +3,11 @@
 //! reach the provisioner (none fails on our side), and the rack must finish close to
 //! the ideal (machines / 64 × 1 s) with few requests per job.
 //!
+//! A provisioner that closes connections behind our back (the cause of "connector has
+//! been disconnected": a pooled keep-alive connection reused just as the server closes
+//! it) is a plain TCP server here, since the simulator's HTTP server always announces
+//! its closes.
+//!
 //! `cargo test --test provision_load` runs 200 machines. The 2,000-machine figures:
 //! `cargo test --release --test provision_load -- --ignored --nocapture`.
 
@@ -156,4 +161,113 @@ async fn two_thousand_machines_provision_near_the_ideal() {
         f.took,
         f.ideal
     );
+}
+
+/// A provisioner that answers one request per connection and closes it 30 ms later
+/// without having said `Connection: close` (as a server does when its keep-alive timer
+/// ends a connection). A client that pools connections sends its next request on the
+/// connection the server is about to close; the server never reads it, and the client
+/// fails with "connector has been disconnected" without reaching the provisioner. Jobs are
+/// done at once; returns the address and the count of requests received.
+fn closing_provisioner() -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let seen = std::sync::Arc::new(AtomicUsize::new(0));
+    let counter = seen.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { break };
+            let counter = counter.clone();
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut request_line = String::new();
+                if reader.read_line(&mut request_line).unwrap_or(0) == 0 {
+                    return;
+                }
+                let mut length = 0usize;
+                loop {
+                    let mut h = String::new();
+                    if reader.read_line(&mut h).unwrap_or(0) == 0 || h == "\r\n" {
+                        break;
+                    }
+                    if let Some(v) = h.to_ascii_lowercase().strip_prefix("content-length:") {
+                        length = v.trim().parse().unwrap_or(0);
+                    }
+                }
+                let mut body = vec![0u8; length];
+                let _ = reader.read_exact(&mut body);
+                counter.fetch_add(1, Ordering::SeqCst);
+                let status = if request_line.starts_with("POST") {
+                    "202 Accepted"
+                } else {
+                    "200 OK"
+                };
+                let _ = stream.write_all(
+                    format!("HTTP/1.1 {status}\r\ncontent-length: 2\r\n\r\n{{}}").as_bytes(),
+                );
+                // The close comes a moment later, as a keep-alive timer's would: a
+                // request sent on the connection meanwhile is never read.
+                std::thread::sleep(Duration::from_millis(30));
+                let _ = stream.shutdown(std::net::Shutdown::Both);
+            });
+        }
+    });
+    (format!("http://{addr}/provision"), seen)
+}
+
+/// Issue 12.12: no provisioner request fails on our side when the provisioner closes
+/// connections behind our back.
+#[actix_rt::test]
+async fn a_provisioner_closing_connections_loses_no_request() {
+    let machines = 200;
+    let text = format!(
+        "[[machine]]\nhostname = \"node\"\ncount = {machines}\nstatus = \"deployed\"\nowner = \"maas-flow\"\nips = [\"10.9.0.1\"]\n"
+    );
+    let sim = start_sim(scenario::parse_scenario(&text).unwrap(), fast_timings());
+    let (url, seen) = closing_provisioner();
+    let ctrl = start(
+        &sim,
+        &[
+            ("provision.url", url.as_str()),
+            ("provision.max_concurrent", "64"),
+            ("provision.first_poll", "50ms"),
+            ("provision.retry_base", "10s"),
+            ("provision.retry_cap", "10s"),
+            ("maas.period", "5s"),
+        ],
+    )
+    .await;
+    let kind = |f: &prometheus_client::metrics::family::Family<
+        KindLabels,
+        prometheus_client::metrics::counter::Counter,
+    >,
+                k: &str| { f.get_or_create(&KindLabels { kind: k.into() }).get() };
+    wait_for(
+        "every machine provisioned or a failure",
+        Duration::from_secs(60),
+        || {
+            kind(&ctrl.metrics.provision_runs, "failed") > 0
+                || ctrl
+                    .board
+                    .count_by(|v| v.provisioning.clone())
+                    .get("provisioned")
+                    .copied()
+                    .unwrap_or(0)
+                    == machines
+        },
+    )
+    .await;
+    let failed_runs = kind(&ctrl.metrics.provision_runs, "failed");
+    let failed_polls = kind(&ctrl.metrics.retries, "provisioner_poll");
+    let received = seen.load(std::sync::atomic::Ordering::SeqCst);
+    let first_error = ctrl.board.all().into_iter().find_map(|v| v.last_error);
+    println!(
+        "closing provisioner: {machines} machines, {received} requests received, failed on our side: {failed_runs} runs, {failed_polls} polls; first error: {first_error:?}"
+    );
+    assert_eq!((failed_runs, failed_polls), (0, 0));
+    assert_eq!(received, 2 * machines, "one POST and one GET per machine");
+    stop(ctrl).await;
+    sim.stop().await;
 }

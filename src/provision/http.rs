@@ -12,10 +12,13 @@
 //! twice the previous wait, up to `poll_interval`, so short jobs are seen done within
 //! about a second and long ones cost few requests.
 //!
-//! Connections: a new connection per request (no keep-alive pool). Jobs poll every
-//! few seconds, so a pooled connection has usually been idle longer than the
-//! provisioner's own keep-alive; reusing it races the server's close and fails with
-//! "connector has been disconnected" before the request reaches the provisioner.
+//! Connections: a new connection per request (no keep-alive pool). With a pool, a
+//! request sent on an idle connection at the moment the provisioner closes it (its
+//! keep-alive timer, a request cap) is never read: awc sees the connection end before
+//! any answer and fails with "connector has been disconnected", and the request never
+//! reaches the provisioner. Jobs poll seconds apart, about a typical server keep-alive,
+//! so under load this happened in bursts. A provisioner request costs one connection;
+//! at `max_concurrent` jobs of a few requests each, that is nothing.
 
 use std::time::{Duration, Instant};
 
