@@ -646,3 +646,59 @@ async fn a_redeploy_while_stopped_does_not_borrow_the_journal_entry() {
     stop(ctrl).await;
     sim.stop().await;
 }
+
+/// Issue 12.9: the outcome annotation does not queue behind new operations. MAAS takes
+/// 500 ms per operation and `limits.max_ops_in_flight` is 1, with 20 commissionings
+/// queued; the provisioned machine's annotation still arrives within a few seconds.
+#[actix_rt::test]
+async fn outcome_annotations_do_not_wait_behind_queued_operations() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().display().to_string();
+    let s = script(
+        dir.path(),
+        "stamp.sh",
+        &format!("sleep 0.2\ndate +%s.%N > '{out}/done'"),
+    );
+    let mut text = String::from("[[machine]]\nhostname = \"d1\"\nstatus = \"deployed\"\nowner = \"maas-flow\"\nips = [\"10.9.0.1\"]\n");
+    text.push_str("[[machine]]\nhostname = \"new\"\ncount = 20\n");
+    let sim = start_sim(scenario::parse_scenario(&text).unwrap(), fast_timings());
+    sim.set_faults(maas_flow::sim::Faults {
+        slow_rate: 1.0,
+        slow_ms: 500,
+        scope: Some("ops".into()),
+        ..maas_flow::sim::Faults::default()
+    });
+    let id = sim.machines()[0].system_id.clone();
+    let ctrl = start(
+        &sim,
+        &[
+            ("provision.script", &s.display().to_string()),
+            ("limits.max_ops_in_flight", "1"),
+        ],
+    )
+    .await;
+    wait_for("the script to finish", Duration::from_secs(20), || {
+        dir.path().join("done").exists()
+    })
+    .await;
+    let waited = wait_for("the annotation", Duration::from_secs(30), || {
+        sim.machines()
+            .iter()
+            .any(|m| m.system_id == id && m.annotations.contains_key("maas_flow_provisioned"))
+    })
+    .await;
+    let queued = accepted_ops(&sim)
+        .iter()
+        .filter(|(_, op)| op == "commission")
+        .count();
+    println!(
+        "annotation {waited:?} after the script finished; {queued} commissionings done by then"
+    );
+    assert!(
+        waited < Duration::from_secs(4),
+        "the annotation waited {waited:?} behind queued operations"
+    );
+    assert!(queued < 20, "operations were still queued: {queued}");
+    stop(ctrl).await;
+    sim.stop().await;
+}
