@@ -62,6 +62,19 @@ async fn healthz() -> HttpResponse {
 
 async fn readyz(s: web::Data<Shared>) -> HttpResponse {
     let g = s.board.global();
+    if g.role == crate::ha::Role::Standby {
+        // A standby is ready when it can take over: it reaches the coordination service.
+        return if g.election_connected == Some(false) {
+            HttpResponse::ServiceUnavailable()
+                .content_type("text/plain")
+                .body("not ready: standby, the coordination service (etcd) does not answer\n")
+        } else {
+            HttpResponse::Ok().content_type("text/plain").body(format!(
+                "ready: standby (leader: {})\n",
+                g.leader.as_deref().unwrap_or("none")
+            ))
+        };
+    }
     if g.polls_ok == 0 {
         HttpResponse::ServiceUnavailable()
             .content_type("text/plain")
@@ -75,6 +88,10 @@ async fn readyz(s: web::Data<Shared>) -> HttpResponse {
                 s.period,
                 g.last_poll_error.unwrap_or_default()
             ))
+    } else if g.identity.is_some() {
+        HttpResponse::Ok()
+            .content_type("text/plain")
+            .body("ready: leader\n")
     } else {
         HttpResponse::Ok()
             .content_type("text/plain")
@@ -185,6 +202,15 @@ pub fn render_dashboard(board: &Board) -> String {
         esc(g.last_poll_ok.as_deref().unwrap_or("never")),
         esc(g.last_poll_error.as_deref().map(|e| format!("last error: {e}")).as_deref().unwrap_or("")),
     );
+    if let Some(id) = &g.identity {
+        let _ = write!(
+            h,
+            "<p id=\"role\">role <b>{}</b> &middot; this replica {} &middot; leader {}</p>",
+            g.role.as_str(),
+            esc(id),
+            esc(g.leader.as_deref().unwrap_or("none")),
+        );
+    }
     h.push_str("<div id=\"counts\">");
     for (k, n) in board.count_by(|v| v.status.clone()) {
         let _ = write!(h, "<span class=\"c\">{}: <b>{n}</b></span>", esc(&k));

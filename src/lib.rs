@@ -14,6 +14,7 @@ pub mod backoff;
 pub mod config;
 pub mod demo;
 pub mod filter;
+pub mod ha;
 pub mod http;
 pub mod lifecycle;
 pub mod maas;

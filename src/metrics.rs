@@ -55,6 +55,8 @@ pub struct Metrics {
     pub events_seen: Counter,
     pub deltas: Counter,
     pub fallbacks: Family<KindLabels, Counter>,
+    /// Leader election (`maas_flow_leader`, leadership changes, lease renewal failures).
+    pub ha: crate::ha::campaign::HaMetrics,
 }
 
 impl Default for Metrics {
@@ -81,6 +83,7 @@ impl Metrics {
             events_seen: Counter::default(),
             deltas: Counter::default(),
             fallbacks: Family::default(),
+            ha: Default::default(),
             registry: Registry::with_prefix("maas_flow"),
         };
         // Families share their state with their clones, so the registry can hold clones.
@@ -155,6 +158,21 @@ impl Metrics {
             "fallbacks",
             "Fallbacks from the event feed to a full list, by reason",
             m.fallbacks.clone(),
+        );
+        registry.register(
+            "leader",
+            "1 while this replica is the leader and acts, 0 on a standby",
+            m.ha.leader.clone(),
+        );
+        registry.register(
+            "leadership_changes",
+            "Times this replica became or stopped being the leader",
+            m.ha.leadership_changes.clone(),
+        );
+        registry.register(
+            "lease_renewal_failures",
+            "Election lease renewals that failed or timed out",
+            m.ha.lease_renewal_failures.clone(),
         );
         m
     }

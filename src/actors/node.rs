@@ -14,7 +14,7 @@ use actix::prelude::*;
 use tracing::{debug, error, info, warn, Span};
 use tracing_actix::ActorInstrument;
 
-use super::{Observed, Retire, SharedDeps};
+use super::{Observed, Retire, SharedDeps, StandDown};
 use crate::backoff::Backoff;
 use crate::lifecycle::{self, Action, ActionKind, Hold, Memo, Provision, Step, Wait};
 use crate::maas::{parse_machine, ErrorClass, MaasError, Machine, NodeStatus, Request};
@@ -464,6 +464,11 @@ impl NodeActor {
             }
             return;
         }
+        // HA fencing: a replica that is not (or no longer) the leader starts nothing.
+        if let Err(e) = self.deps.client.fence().check() {
+            warn!(error = %e, "not starting provisioning");
+            return;
+        }
         self.provision.phase = Provision::Running;
         self.in_flight = Some(ActionKind::Provision);
         let attempt = self.provision.attempts + 1;
@@ -473,6 +478,10 @@ impl NodeActor {
         let deps = self.deps.clone();
         let fut = async move {
             let _permit = permits.acquire_owned().await;
+            // The wait for a permit can be long: check the fence again right before the run.
+            if let Err(e) = deps.client.fence().check() {
+                return (Err(ProvisionError::Fenced(e)), Duration::ZERO);
+            }
             let started = Instant::now();
             let fqdn = m.fqdn.clone().unwrap_or_else(|| m.hostname.clone());
             let res = match provision::choose_ip(m.first_ip(), &fqdn).await {
@@ -511,6 +520,13 @@ impl NodeActor {
         let Some(p) = &self.deps.provision else {
             return;
         };
+        if let Err(ProvisionError::Fenced(e)) = &res {
+            // Never started: not an attempt, nothing to record; the stand-down follows.
+            warn!(error = %e, "provisioning not started");
+            self.provision.phase = Provision::Pending;
+            self.publish_in_flight();
+            return;
+        }
         self.deps
             .metrics
             .provision_seconds
@@ -865,5 +881,21 @@ impl Handler<Retire> for NodeActor {
         if self.in_flight.is_none() {
             ctx.stop();
         }
+    }
+}
+
+impl Handler<StandDown> for NodeActor {
+    type Result = ();
+
+    fn handle(&mut self, _: StandDown, ctx: &mut Self::Context) {
+        if self.in_flight == Some(ActionKind::Provision) {
+            let _g = self.span.enter();
+            warn!("provisioning interrupted: no longer the leader; its process group is killed");
+            Metrics::kind(&self.deps.metrics.provision_runs, "interrupted");
+        }
+        self.deps.board.remove(&self.system_id);
+        // Stopping drops every spawned future: timers, the MAAS request in flight, and
+        // the provisioning run (which kills its process group when dropped).
+        ctx.stop();
     }
 }

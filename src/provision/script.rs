@@ -78,6 +78,9 @@ impl ScriptProvisioner {
             reason: e.to_string(),
         })?;
         let pid = child.id();
+        // If this run is abandoned (the actor stopped: HA stand-down), kill the whole
+        // group, not only the script: nothing it started may outlive the leadership.
+        let mut group = GroupGuard(pid);
         let out = child.stdout.take();
         let err = child.stderr.take();
         let limit = self.output_limit;
@@ -97,7 +100,11 @@ impl ScriptProvisioner {
             let (status, out, err) = tokio::join!(child.wait(), out_task, err_task);
             (status, out, err)
         };
-        match tokio::time::timeout(self.ttl, run).await {
+        let finished = tokio::time::timeout(self.ttl, run).await;
+        if finished.is_ok() {
+            group.0 = None;
+        }
+        match finished {
             Ok((Ok(status), out, err)) => {
                 let tail = tail_text(&out, &err);
                 if !out.is_empty() || !err.is_empty() {
@@ -122,6 +129,17 @@ impl ScriptProvisioner {
                 }
                 Err(ProvisionError::Ttl(self.ttl))
             }
+        }
+    }
+}
+
+/// Kills the script's process group when dropped, unless the script has finished.
+struct GroupGuard(Option<u32>);
+
+impl Drop for GroupGuard {
+    fn drop(&mut self) {
+        if let Some(pid) = self.0.take() {
+            kill_group(pid);
         }
     }
 }
