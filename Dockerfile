@@ -7,6 +7,10 @@
 #     -p 127.0.0.1:9090:9090 maas-flow
 
 FROM rust:1-bookworm AS build
+# protoc compiles etcd-client's gRPC definitions (leader election, [ha]).
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends protobuf-compiler \
+    && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 COPY src ./src

@@ -414,9 +414,16 @@ async fn setup(n: usize) -> Option<Setup> {
                 "{} is a standby and sent bytes to MAAS",
                 r.name
             );
-            let s = r.status().unwrap();
-            assert_eq!(s["role"], "standby");
-            assert_eq!(s["leader"], reps[leader].name.as_str());
+            let name = reps[leader].name.as_str();
+            wait(
+                "the standby to learn the leader's name",
+                Duration::from_secs(10),
+                || {
+                    r.status()
+                        .is_some_and(|s| s["role"] == "standby" && s["leader"] == name)
+                },
+            )
+            .await;
             assert_eq!(http_get(r.status_port, "/readyz").unwrap().0, 200);
             assert_eq!(
                 http_get(r.status_port, "/api/v1/machines")
@@ -630,6 +637,10 @@ async fn etcd_down_stops_all_action_until_it_is_back() {
     assert_eq!(sim.ops().len(), ops, "operations while etcd was down");
     for r in &reps {
         assert_eq!(r.role().as_deref(), Some("standby"), "{}", r.name);
+        // Not ready: a standby that cannot reach etcd cannot take over.
+        let (code, body) = http_get(r.status_port, "/readyz").unwrap();
+        assert_eq!(code, 503, "{}: {body}", r.name);
+        assert!(body.contains("etcd"), "{body}");
         let m = http_get(r.status_port, "/metrics").unwrap().1;
         assert!(m.contains("maas_flow_leader 0"), "{m}");
     }
@@ -662,14 +673,15 @@ async fn sigterm_resigns_and_the_standby_acts_within_one_period() {
         return;
     };
     signal(reps[leader].pid(), libc::SIGTERM);
-    let deadline = Instant::now() + Duration::from_secs(20);
+    // The drain waits for the running 2 s script, not for the whole shutdown_grace (10 s).
+    let deadline = Instant::now() + Duration::from_secs(9);
     let status = loop {
         if let Some(s) = reps[leader].child.try_wait().unwrap() {
             break s;
         }
         assert!(
             Instant::now() < deadline,
-            "the leader did not exit after SIGTERM"
+            "the leader did not exit within 9 s of SIGTERM"
         );
         actix_rt::time::sleep(Duration::from_millis(10)).await;
     };

@@ -860,6 +860,14 @@ impl Actor for NodeActor {
         self.load_durable();
         self.evaluate(ctx);
     }
+
+    /// A stopped actor has nothing in flight: a drain waiting on the board must not
+    /// wait for a row its actor can no longer update.
+    fn stopped(&mut self, _ctx: &mut Self::Context) {
+        self.deps
+            .board
+            .update(&self.system_id, |v| v.action_in_flight = None);
+    }
 }
 
 impl Handler<Observed> for NodeActor {
