@@ -322,14 +322,15 @@ fn timings() -> Timings {
 }
 
 /// The provisioning script logs `system_id parent_pid start|done`; the parent is the
-/// `maas-flow` process that ran it.
+/// `maas-flow` process that ran it. `done` comes from a child of the script, so only
+/// killing the whole process group stops it.
 fn write_script(dir: &Path) -> String {
     let runs = dir.join("runs");
     let p = dir.join("prov.sh");
     std::fs::write(
         &p,
         format!(
-            "#!/bin/sh\necho \"$1 $PPID start\" >> '{r}'\nsleep 2\necho \"$1 $PPID done\" >> '{r}'\n",
+            "#!/bin/sh\nP=$PPID\necho \"$1 $P start\" >> '{r}'\n(sleep 3; echo \"$1 $P done\" >> '{r}') &\nwait\n",
             r = runs.display()
         ),
     )
@@ -619,7 +620,7 @@ async fn etcd_down_stops_all_action_until_it_is_back() {
     let Some(Setup {
         etcd,
         sim,
-        dir: _dir,
+        dir,
         mut reps,
         leader: _,
     }) = setup(2).await
@@ -644,6 +645,29 @@ async fn etcd_down_stops_all_action_until_it_is_back() {
         let m = http_get(r.status_port, "/metrics").unwrap().1;
         assert!(m.contains("maas_flow_leader 0"), "{m}");
     }
+    // The leader's provisioning runs were killed with their process group and counted.
+    let interrupted: u64 = reps
+        .iter()
+        .map(|r| {
+            let m = http_get(r.status_port, "/metrics").unwrap().1;
+            m.lines()
+                .find(|l| l.starts_with("maas_flow_provision_runs_total{kind=\"interrupted\"}"))
+                .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+                .unwrap_or(0)
+        })
+        .sum();
+    assert!(interrupted >= 1, "no provisioning run was interrupted");
+    let cut = runs(dir.path());
+    let unfinished = cut
+        .iter()
+        .filter(|(id, pid, e)| {
+            e == "start"
+                && !cut
+                    .iter()
+                    .any(|(i, p, d)| i == id && p == pid && d == "done")
+        })
+        .count();
+    assert_eq!(unfinished as u64, interrupted, "{cut:?}");
     signal(etcd.child.id(), libc::SIGCONT);
     wait(
         "every machine deployed and provisioned",
@@ -673,7 +697,7 @@ async fn sigterm_resigns_and_the_standby_acts_within_one_period() {
         return;
     };
     signal(reps[leader].pid(), libc::SIGTERM);
-    // The drain waits for the running 2 s script, not for the whole shutdown_grace (10 s).
+    // The drain waits for the running 3 s script, not for the whole shutdown_grace (10 s).
     let deadline = Instant::now() + Duration::from_secs(9);
     let status = loop {
         if let Some(s) = reps[leader].child.try_wait().unwrap() {

@@ -301,10 +301,13 @@ impl<E: Election> Driver<E> {
                     if !leading && last_renewal.elapsed() > self.ttl {
                         return End::Lost;
                     }
-                    if !leading {
-                        if let Ok(Ok(l)) = tokio::time::timeout(t, self.election.leader()).await {
-                            self.publish(|s| s.leader = l);
+                    if let Ok(Ok(l)) = tokio::time::timeout(t, self.election.leader()).await {
+                        if leading && l.as_deref() != Some(self.identity.as_str()) {
+                            // Our key is gone (deleted by hand?) although the lease lives.
+                            error!(leader = ?l, "the election names another leader; stopped acting");
+                            return End::Lost;
                         }
+                        self.publish(|s| s.leader = l);
                     }
                 }
             }
