@@ -314,3 +314,130 @@ impl<E: Election> Driver<E> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+
+    use futures_util::FutureExt;
+
+    use super::*;
+
+    /// A backend that wins at once, and grants and renews leases while `renewing` holds
+    /// (the service is up).
+    #[derive(Default)]
+    struct Fake {
+        renewing: AtomicBool,
+        opened: AtomicU32,
+        resigned: AtomicU32,
+    }
+
+    impl Election for Arc<Fake> {
+        type Session = ();
+        fn open(
+            &self,
+        ) -> futures_util::future::BoxFuture<'static, Result<((), Duration), HaError>> {
+            let up = self.renewing.load(Ordering::SeqCst);
+            if up {
+                self.opened.fetch_add(1, Ordering::SeqCst);
+            }
+            async move {
+                match up {
+                    true => Ok(((), Duration::from_secs(2))),
+                    false => Err(HaError::LeaseExpired),
+                }
+            }
+            .boxed()
+        }
+        fn renew(
+            &self,
+            _: &(),
+        ) -> futures_util::future::BoxFuture<'static, Result<Duration, HaError>> {
+            let ok = self.renewing.load(Ordering::SeqCst);
+            async move {
+                if ok {
+                    Ok(Duration::from_secs(2))
+                } else {
+                    Err(HaError::Timeout {
+                        what: "renewing the lease",
+                        after: Duration::ZERO,
+                    })
+                }
+            }
+            .boxed()
+        }
+        fn campaign(
+            &self,
+            _: &(),
+        ) -> futures_util::future::BoxFuture<'static, Result<(), HaError>> {
+            async { Ok(()) }.boxed()
+        }
+        fn leader(
+            &self,
+        ) -> futures_util::future::BoxFuture<'static, Result<Option<String>, HaError>> {
+            async { Ok(Some("me".to_string())) }.boxed()
+        }
+        fn resign(&self, _: &()) -> futures_util::future::BoxFuture<'static, Result<(), HaError>> {
+            self.resigned.fetch_add(1, Ordering::SeqCst);
+            async { Ok(()) }.boxed()
+        }
+    }
+
+    fn wait(what: &str, mut cond: impl FnMut() -> bool) {
+        let start = Instant::now();
+        while !cond() {
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "timed out: {what}"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    #[test]
+    fn the_fence_follows_renewals_and_lapses_within_half_the_ttl() {
+        let fake = Arc::new(Fake::default());
+        fake.renewing.store(true, Ordering::SeqCst);
+        let fence = Fence::closed();
+        let m = HaMetrics::default();
+        let h = spawn(
+            fake.clone(),
+            "me".into(),
+            Duration::from_secs(2),
+            fence.clone(),
+            m.clone(),
+        )
+        .unwrap();
+        let st = h.status();
+        wait("leader", || st.borrow().role == Role::Leader);
+        assert!(fence.check().is_ok());
+        assert_eq!(m.leader.get(), 1);
+        // Renewals stop: the fence closes no later than TTL/2 after the last success.
+        fake.renewing.store(false, Ordering::SeqCst);
+        let stopped = Instant::now();
+        wait("fence lapse", || fence.check().is_err());
+        assert!(
+            stopped.elapsed() <= Duration::from_secs(1) + Duration::from_millis(500),
+            "{:?} {:?}",
+            stopped.elapsed(),
+            fence.check()
+        );
+        wait("standby", || st.borrow().role == Role::Standby);
+        assert!(m.lease_renewal_failures.get() >= 1);
+        assert_eq!(m.leader.get(), 0);
+        // A lost session is given up (resigned) and a new one campaigns.
+        fake.renewing.store(true, Ordering::SeqCst);
+        wait("leader again", || st.borrow().role == Role::Leader);
+        assert!(fake.opened.load(Ordering::SeqCst) >= 2);
+        assert!(fake.resigned.load(Ordering::SeqCst) >= 1);
+        assert_eq!(m.leadership_changes.get(), 3);
+        let before = fake.resigned.load(Ordering::SeqCst);
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(h.resign(Duration::from_secs(5)));
+        assert!(fake.resigned.load(Ordering::SeqCst) > before);
+        assert!(fence.check().is_err());
+    }
+}
