@@ -425,7 +425,13 @@ async fn setup(n: usize) -> Option<Setup> {
                 },
             )
             .await;
-            assert_eq!(http_get(r.status_port, "/readyz").unwrap().0, 200);
+            let (code, body) = http_get(r.status_port, "/readyz").unwrap();
+            assert_eq!(
+                (code, body.trim()),
+                (200, &*format!("ready: standby (leader: {name})"))
+            );
+            let page = http_get(r.status_port, "/").unwrap().1;
+            assert!(page.contains("role <b>standby</b>"), "{page}");
             assert_eq!(
                 http_get(r.status_port, "/api/v1/machines")
                     .unwrap()
@@ -483,6 +489,15 @@ async fn failover_after_sigkill_repeats_nothing() {
         .filter(|m| m.annotations.contains_key("maas_flow_provisioned"))
         .map(|m| m.system_id)
         .collect();
+    let phases: Vec<NodeStatus> = sim.machines().iter().map(|m| m.status).collect();
+    assert!(phases.contains(&NodeStatus::Commissioning), "{phases:?}");
+    assert!(phases.contains(&NodeStatus::Deploying), "{phases:?}");
+    let cut = runs(dir.path());
+    assert!(
+        cut.iter()
+            .any(|(id, _, e)| e == "start" && !cut.iter().any(|(i, _, d)| i == id && d == "done")),
+        "a provisioning run is under way: {cut:?}"
+    );
     signal(old_pid, libc::SIGKILL);
     let _ = reps[leader].child.wait();
     let (new, took) = first_act_after(&reps, leader, TTL + PERIOD + Duration::from_secs(10)).await;
