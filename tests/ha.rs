@@ -181,6 +181,18 @@ struct Replica {
 
 impl Replica {
     fn spawn(name: &str, sim: &Sim, etcd: &Etcd, dir: &Path, script: &str) -> Replica {
+        Self::spawn_with(name, sim, etcd, dir, script, "")
+    }
+
+    /// `ha_extra`: more `[ha]` lines (credentials).
+    fn spawn_with(
+        name: &str,
+        sim: &Sim,
+        etcd: &Etcd,
+        dir: &Path,
+        script: &str,
+        ha_extra: &str,
+    ) -> Replica {
         let relay = Relay::start(sim.addr);
         let status_port = free_port();
         let cfg = dir.join(format!("{name}.toml"));
@@ -211,6 +223,7 @@ etcd_endpoints = ["{etcd}"]
 election = "region-1"
 lease_ttl = "{ttl}s"
 identity = "{name}"
+{ha_extra}
 "#,
                 relay = relay.port,
                 key = sim.api_key(),
@@ -861,5 +874,64 @@ async fn without_ha_a_single_replica_is_the_leader() {
     assert!(m.contains("maas_flow_leader 1"), "{m}");
     assert_eq!(http_get(port, "/readyz").unwrap(), (200, "ready\n".into()));
     stop(ctrl).await;
+    sim.stop().await;
+}
+
+/// etcd with authentication on: the right password wins the election, a wrong one
+/// never leads (and is not ready), and neither password appears in a log.
+#[actix_rt::test]
+async fn etcd_user_and_password_authenticate_the_campaign() {
+    let _g = SERIAL.lock().await;
+    let Some(etcd) = Etcd::start() else {
+        return;
+    };
+    let mut admin = etcd_client::Client::connect([etcd.url.as_str()], None)
+        .await
+        .unwrap();
+    admin.user_add("root", "root-pw-7", None).await.unwrap();
+    admin.user_grant_role("root", "root").await.unwrap();
+    admin
+        .user_add("maas-flow", "right-pw-42", None)
+        .await
+        .unwrap();
+    admin.user_grant_role("maas-flow", "root").await.unwrap();
+    admin.auth_enable().await.unwrap();
+    let sim = start_sim(scenario::rack(2), timings());
+    let dir = tempfile::tempdir().unwrap();
+    let script = write_script(dir.path());
+    let (good, bad) = (dir.path().join("good-pw"), dir.path().join("bad-pw"));
+    std::fs::write(&good, "right-pw-42\n").unwrap();
+    std::fs::write(&bad, "wrong-pw-13\n").unwrap();
+    let ha = |f: &Path| {
+        format!(
+            "etcd_username = \"maas-flow\"\netcd_password_file = \"{}\"",
+            f.display()
+        )
+    };
+    let intruder = Replica::spawn_with("r9", &sim, &etcd, dir.path(), &script, &ha(&bad));
+    let member = Replica::spawn_with("r1", &sim, &etcd, dir.path(), &script, &ha(&good));
+    wait(
+        "the authenticated replica to lead",
+        Duration::from_secs(30),
+        || member.role().as_deref() == Some("leader"),
+    )
+    .await;
+    wait(
+        "the machines to be provisioned",
+        Duration::from_secs(60),
+        || all_provisioned(&sim),
+    )
+    .await;
+    assert_eq!(intruder.role().as_deref(), Some("standby"));
+    assert_eq!(intruder.relay.sent(), 0);
+    assert_eq!(http_get(intruder.status_port, "/readyz").unwrap().0, 503);
+    for name in ["r1", "r9"] {
+        let log = std::fs::read_to_string(dir.path().join(format!("{name}.log"))).unwrap();
+        assert!(
+            !log.contains("right-pw-42") && !log.contains("wrong-pw-13"),
+            "{log}"
+        );
+    }
+    drop((intruder, member));
     sim.stop().await;
 }

@@ -63,7 +63,10 @@ impl EtcdElection {
             .with_connect_timeout(third)
             .with_keep_alive(third, third);
         if let Some(u) = &cfg.user {
-            o = o.with_user(u.name.clone(), u.password.clone());
+            // etcd's auth tokens expire (5 minutes by default); a replica runs for months.
+            o = o
+                .with_user(u.name.clone(), u.password.clone())
+                .with_auto_token_refresh(true);
         }
         if let Some(t) = &cfg.tls {
             let mut tls = TlsOptions::new().with_enabled_roots();
