@@ -62,6 +62,11 @@ struct Etcd {
 impl Etcd {
     /// `None` (after saying why) when the binary is absent outside CI.
     fn start() -> Option<Etcd> {
+        Self::start_with(None)
+    }
+
+    /// `tls`: (certificate, key) PEM files; clients then use https://localhost:port.
+    fn start_with(tls: Option<(&Path, &Path)>) -> Option<Etcd> {
         let Some(bin) = etcd_binary() else {
             if std::env::var_os("CI").is_some() {
                 panic!("etcd is not installed: .ci/run installs Debian's etcd-server");
@@ -71,13 +76,27 @@ impl Etcd {
         };
         let dir = tempfile::tempdir().unwrap();
         let (client, peer) = (free_port(), free_port());
-        let url = format!("http://127.0.0.1:{client}");
+        let (listen, url) = match tls {
+            None => (
+                format!("http://127.0.0.1:{client}"),
+                format!("http://127.0.0.1:{client}"),
+            ),
+            Some(_) => (
+                format!("https://127.0.0.1:{client}"),
+                format!("https://localhost:{client}"),
+            ),
+        };
         let peer_url = format!("http://127.0.0.1:{peer}");
         let log = std::fs::File::create(dir.path().join("etcd.log")).unwrap();
-        let child = Command::new(bin)
+        let mut cmd = Command::new(bin);
+        if let Some((cert, key)) = tls {
+            cmd.arg(format!("--cert-file={}", cert.display()))
+                .arg(format!("--key-file={}", key.display()));
+        }
+        let child = cmd
             .arg("--name=t")
             .arg(format!("--data-dir={}", dir.path().join("data").display()))
-            .arg(format!("--listen-client-urls={url}"))
+            .arg(format!("--listen-client-urls={listen}"))
             .arg(format!("--advertise-client-urls={url}"))
             .arg(format!("--listen-peer-urls={peer_url}"))
             .arg(format!("--initial-advertise-peer-urls={peer_url}"))
@@ -92,7 +111,11 @@ impl Etcd {
             _dir: dir,
         };
         let deadline = Instant::now() + Duration::from_secs(30);
-        while http_get(client, "/health").map(|(c, _)| c) != Some(200) {
+        let healthy = || match tls {
+            None => http_get(client, "/health").map(|(c, _)| c) == Some(200),
+            Some(_) => TcpStream::connect(("127.0.0.1", client)).is_ok(),
+        };
+        while !healthy() {
             assert!(Instant::now() < deadline, "etcd did not become healthy");
             std::thread::sleep(Duration::from_millis(100));
         }
@@ -933,5 +956,48 @@ async fn etcd_user_and_password_authenticate_the_campaign() {
         );
     }
     drop((intruder, member));
+    sim.stop().await;
+}
+
+/// https:// etcd: the operator's CA file is trusted; without it the replica never leads.
+#[actix_rt::test]
+async fn etcd_over_tls_with_the_operators_ca_file() {
+    let _g = SERIAL.lock().await;
+    let pem = tempfile::tempdir().unwrap();
+    let ck = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    let (cert, key) = (pem.path().join("etcd.pem"), pem.path().join("etcd-key.pem"));
+    std::fs::write(&cert, ck.cert.pem()).unwrap();
+    std::fs::write(&key, ck.key_pair.serialize_pem()).unwrap();
+    let Some(etcd) = Etcd::start_with(Some((&cert, &key))) else {
+        return;
+    };
+    let sim = start_sim(scenario::rack(2), timings());
+    let dir = tempfile::tempdir().unwrap();
+    let script = write_script(dir.path());
+    let stranger = Replica::spawn("r9", &sim, &etcd, dir.path(), &script);
+    let trusting = Replica::spawn_with(
+        "r1",
+        &sim,
+        &etcd,
+        dir.path(),
+        &script,
+        &format!("etcd_ca_file = \"{}\"", cert.display()),
+    );
+    wait(
+        "the replica trusting etcd's CA to lead",
+        Duration::from_secs(30),
+        || trusting.role().as_deref() == Some("leader"),
+    )
+    .await;
+    wait(
+        "the machines to be provisioned",
+        Duration::from_secs(60),
+        || all_provisioned(&sim),
+    )
+    .await;
+    assert_eq!(stranger.role().as_deref(), Some("standby"));
+    assert_eq!(stranger.relay.sent(), 0);
+    assert_eq!(http_get(stranger.status_port, "/readyz").unwrap().0, 503);
+    drop((stranger, trusting));
     sim.stop().await;
 }
