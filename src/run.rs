@@ -151,13 +151,21 @@ pub async fn start(cfg: &Config) -> Result<Controller, StartError> {
     })
 }
 
-/// Start the status listener (`http.listen`; none when empty).
+/// Describe this controller on the board and start the status listener (`http.listen`;
+/// none when empty).
 pub fn listen(
     cfg: &Config,
     board: Arc<Board>,
     metrics: Arc<Metrics>,
 ) -> Result<(Option<SocketAddr>, Option<actix_web::dev::ServerHandle>), StartError> {
     let s = &cfg.settings;
+    board.set_info(crate::status::Info {
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        maas_url: crate::status::masked_url(&cfg.maas_base),
+        target: format!("{:?}", cfg.target).to_ascii_lowercase(),
+        filter: serde_json::to_string(cfg.filter.spec()).unwrap_or_default(),
+        period_seconds: s.maas.period.as_secs_f64(),
+    });
     if s.http.listen.is_empty() {
         return Ok((None, None));
     }

@@ -467,7 +467,11 @@ async fn setup(n: usize) -> Option<Setup> {
                 (200, &*format!("ready: standby (leader: {name})"))
             );
             let page = http_get(r.status_port, "/").unwrap().1;
-            assert!(page.contains("role <b>standby</b>"), "{page}");
+            assert!(page.contains(r#"<span id="role">standby</span>"#), "{page}");
+            assert!(
+                page.contains(&format!(r#"<span id="leader">{name}</span>"#)),
+                "{page}"
+            );
             assert_eq!(
                 http_get(r.status_port, "/api/v1/machines")
                     .unwrap()
