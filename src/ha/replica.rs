@@ -55,6 +55,23 @@ pub async fn serve(cfg: &Config, ha: &HaConfig) -> Result<(), ServeError> {
     )
     .map_err(ServeError::Thread)?;
     let mut status = handle.status();
+    // A progress line when it changes, while leading (a standby has nothing to report).
+    let progress_board = board.clone();
+    let every = cfg.settings.maas.period.max(Duration::from_secs(10)) * 2;
+    actix_rt::spawn(async move {
+        let mut last = String::new();
+        loop {
+            actix_rt::time::sleep(every).await;
+            if progress_board.global().role != Role::Leader {
+                continue;
+            }
+            let line = progress_board.progress_line();
+            if line != last {
+                info!("progress: {line}");
+                last = line;
+            }
+        }
+    });
     let signal = crate::shutdown::signal();
     tokio::pin!(signal);
     let mut active: Option<Actors> = None;
