@@ -944,9 +944,9 @@ async fn etcd_user_and_password_authenticate_the_campaign() {
     )
     .await;
     wait(
-        "the machines to be provisioned",
-        Duration::from_secs(60),
-        || all_provisioned(&sim),
+        "the leader's first operation",
+        Duration::from_secs(30),
+        || sim.ops().iter().any(|o| o.method != "GET"),
     )
     .await;
     assert_eq!(intruder.role().as_deref(), Some("standby"));
@@ -994,9 +994,9 @@ async fn etcd_over_tls_with_the_operators_ca_file() {
     )
     .await;
     wait(
-        "the machines to be provisioned",
-        Duration::from_secs(60),
-        || all_provisioned(&sim),
+        "the leader's first operation",
+        Duration::from_secs(30),
+        || sim.ops().iter().any(|o| o.method != "GET"),
     )
     .await;
     assert_eq!(stranger.role().as_deref(), Some("standby"));
