@@ -84,6 +84,14 @@ pub struct Metrics {
     pub fallbacks: Family<KindLabels, Counter>,
     /// Leader election (`maas_flow_leader`, leadership changes, lease renewal failures).
     pub ha: crate::ha::campaign::HaMetrics,
+    /// Operations MAAS's validation refused, by action and refused field.
+    pub refusals: Family<RefusalLabels, Counter>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RefusalLabels {
+    pub action: String,
+    pub field: String,
 }
 
 impl Default for Metrics {
@@ -111,6 +119,7 @@ impl Metrics {
             deltas: Counter::default(),
             fallbacks: Family::default(),
             ha: Default::default(),
+            refusals: Family::default(),
             registry: Registry::with_prefix("maas_flow"),
         };
         // Families share their state with their clones, so the registry can hold clones.
@@ -202,6 +211,11 @@ impl Metrics {
             "Election lease renewals that failed or timed out",
             m.ha.lease_renewal_failures.clone(),
         );
+        registry.register(
+            "refusals",
+            "Operations MAAS refused for a field of the request (held, not retried), by action and field",
+            m.refusals.clone(),
+        );
         m
     }
 
@@ -212,6 +226,15 @@ impl Metrics {
                 action: action.into(),
                 result: result.into(),
                 code: String::new(),
+            })
+            .inc();
+    }
+
+    pub fn refusal(&self, action: &str, field: &str) {
+        self.refusals
+            .get_or_create(&RefusalLabels {
+                action: action.into(),
+                field: field.into(),
             })
             .inc();
     }

@@ -42,7 +42,7 @@ pub async fn drain_actors(
     let _ = poller.send(StopPolling).await;
     let _ = supervisor.send(RetireAll).await;
     let ctrl = board;
-    let deadline = Instant::now() + grace;
+    let deadline = crate::backoff::instant_after(grace);
     loop {
         let n = ctrl.in_flight();
         if n == 0 || Instant::now() >= deadline {
