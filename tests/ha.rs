@@ -223,6 +223,7 @@ impl Replica {
             &cfg,
             format!(
                 r#"shutdown_grace = "10s"
+state_dir = "{state}"
 [maas]
 url = "http://127.0.0.1:{relay}/MAAS"
 api_key = "{key}"
@@ -248,6 +249,8 @@ lease_ttl = "{ttl}s"
 identity = "{name}"
 {ha_extra}
 "#,
+                // Each replica keeps its own local journal, as on separate hosts.
+                state = dir.join(format!("{name}-state")).display(),
                 relay = relay.port,
                 key = sim.api_key(),
                 period = PERIOD.as_secs(),
