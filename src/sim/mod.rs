@@ -23,7 +23,7 @@ pub use controllers::{ControllerKind, SimController};
 pub use images::{BootImages, SeriesImage};
 pub use provisioner::{ProvisionerConfig, ProvisionerRequest};
 pub use server::{Faults, SimConfig, SimState};
-pub use world::{OpRecord, SimMachine, Timings, World};
+pub use world::{OpRecord, Refusal, Reply, SimMachine, Timings, World};
 
 use crate::maas::NodeStatus;
 
@@ -62,6 +62,7 @@ impl Sim {
             App::new()
                 .app_data(data.clone())
                 .app_data(web::PayloadConfig::new(16 * 1024 * 1024))
+                .service(web::scope("/_sim").default_service(web::to(inspect::route)))
                 .default_service(web::to(server::handle))
         })
         .workers(workers)

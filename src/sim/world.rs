@@ -39,7 +39,7 @@ impl Default for Timings {
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct SimLink {
     pub id: i64,
     pub mode: String,
@@ -47,7 +47,7 @@ pub struct SimLink {
     pub ip_address: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct SimInterface {
     pub id: i64,
     pub name: String,
@@ -56,7 +56,7 @@ pub struct SimInterface {
 }
 
 /// One simulated machine.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct SimMachine {
     pub system_id: String,
     pub hostname: String,
@@ -207,32 +207,71 @@ impl Event {
     }
 }
 
-/// An answer to an API call, independent of HTTP.
+/// An answer to an API call, independent of HTTP: the server layer
+/// (`super::server`) turns it into a status code and a body, and renders machines with
+/// `super::render`, so this module knows neither.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Reply {
-    /// 200 with this machine rendered as JSON.
+    /// The call succeeded; the answer is this machine as it is now.
     Machine(usize),
-    /// 200 with a literal JSON body.
+    /// The call succeeded; the answer is the machine as it was before the change took
+    /// effect (MAAS answers `abort` with the old status; the next read shows the new one).
+    MachineBefore(Box<SimMachine>),
+    /// The call succeeded; the answer is one interface of a machine (link/unlink).
+    Interface { machine: usize, interface: i64 },
+    /// The call succeeded and MAAS answers JSON `null` (a power driver that cannot act).
+    Null,
+    /// The call succeeded; the answer is this literal JSON document.
     Json(String),
-    /// An error: code and body; `json` when MAAS sends a validation dict.
-    Error { code: u16, body: String, json: bool },
+    /// MAAS refused the call.
+    Refused(Refusal),
 }
 
-pub(crate) fn err(code: u16, body: impl Into<String>) -> Reply {
-    Reply::Error {
-        code,
-        body: body.into(),
-        json: false,
+/// Why MAAS refused a call, in MAAS's own classes of refusal. Each class has one
+/// HTTP status (`Refusal::http_status`), chosen by the server layer alone.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    /// The user may not edit this machine (locked, or owned by someone else): an empty
+    /// 403, as MAAS's permission check answers.
+    Forbidden,
+    /// The machine's state forbids the operation (`NodeStateViolation`, "No machine
+    /// available"): a 409 with MAAS's message.
+    Conflict(String),
+    /// The object does not exist: a 404 with MAAS's message.
+    NotFound(String),
+    /// A form field failed validation: a 400 with MAAS's `{field: [message]}` dict.
+    Invalid { field: String, message: String },
+    /// A request MAAS refuses as a plain-text 400 (e.g. a preseed that fails to render).
+    BadRequest(String),
+    /// MAAS failed on its side with a message (e.g. an unconfigured power type): a 500.
+    ServerError(String),
+}
+
+impl Refusal {
+    /// The HTTP status MAAS sends for this class of refusal.
+    pub fn http_status(&self) -> u16 {
+        match self {
+            Refusal::Forbidden => 403,
+            Refusal::Conflict(_) => 409,
+            Refusal::NotFound(_) => 404,
+            Refusal::Invalid { .. } | Refusal::BadRequest(_) => 400,
+            Refusal::ServerError(_) => 500,
+        }
     }
 }
 
-pub(crate) fn json_err(code: u16, field: &str, msg: &str) -> Reply {
-    Reply::Error {
-        code,
-        body: serde_json::json!({ field: [msg] }).to_string(),
-        json: true,
-    }
+fn conflict(msg: impl Into<String>) -> Reply {
+    Reply::Refused(Refusal::Conflict(msg.into()))
 }
+
+fn invalid(field: &str, msg: &str) -> Reply {
+    Reply::Refused(Refusal::Invalid {
+        field: field.into(),
+        message: msg.into(),
+    })
+}
+
+const FORBIDDEN: Reply = Reply::Refused(Refusal::Forbidden);
 
 /// The whole simulated region.
 pub struct World {
@@ -504,23 +543,21 @@ impl World {
         use NodeStatus::*;
         let m = &self.machines[i];
         if m.locked {
-            return err(403, "");
+            return FORBIDDEN;
         }
         if !matches!(
             m.status,
             New | FailedCommissioning | Missing | Ready | Broken | Testing | FailedTesting
         ) {
-            return json_err(
-                400,
+            return invalid(
                 "__all__",
                 "Commission is not available because of the current state of the node.",
             );
         }
         if m.power_type.is_empty() {
-            return err(
-                500,
-                "Unconfigured power type. Please configure the power type and try again.",
-            );
+            return Reply::Refused(Refusal::ServerError(
+                "Unconfigured power type. Please configure the power type and try again.".into(),
+            ));
         }
         let fail = m.fail_next_commission
             || self
@@ -539,20 +576,14 @@ impl World {
 
     pub fn allocate(&mut self, system_id: &str, user: &str) -> Reply {
         let Some(i) = self.find(system_id) else {
-            return err(
-                409,
-                format!("No machine with system ID {system_id} available."),
-            );
+            return conflict(format!("No machine with system ID {system_id} available."));
         };
         let m = &self.machines[i];
         if m.status != NodeStatus::Ready
             || m.locked
             || m.owner.as_deref().is_some_and(|o| o != user)
         {
-            return err(
-                409,
-                format!("No machine with system ID {system_id} available."),
-            );
+            return conflict(format!("No machine with system ID {system_id} available."));
         }
         self.do_allocate(i, user);
         Reply::Machine(i)
@@ -581,17 +612,14 @@ impl World {
     pub fn deploy(&mut self, i: usize, user: &str, params: &[(String, String)]) -> Reply {
         use NodeStatus::*;
         if !self.can_edit(i, user) {
-            return err(403, "");
+            return FORBIDDEN;
         }
         let status = self.machines[i].status;
         if status != Ready && status != Allocated {
-            return err(
-                409,
-                format!(
-                    "Can't deploy a machine that is in the '{}' state",
-                    status.label()
-                ),
-            );
+            return conflict(format!(
+                "Can't deploy a machine that is in the '{}' state",
+                status.label()
+            ));
         }
         // MAAS's machine form: a series or kernel without boot images is a 400 field
         // error. Checked before a Ready machine is allocated, so a refusal changes nothing.
@@ -601,7 +629,7 @@ impl World {
             .validate_deploy(param("distro_series"), param("hwe_kernel"))
         {
             Ok(s) => s,
-            Err(e) => return json_err(400, e.field, &e.message),
+            Err(e) => return invalid(e.field, &e.message),
         };
         // Without an address-configuring link (auto, dhcp, static) a 3.4.10 region
         // refuses the deploy as a field error (maas-api.md section 7).
@@ -611,7 +639,7 @@ impl World {
             .flat_map(|f| f.links.iter())
             .any(|l| matches!(l.mode.as_str(), "auto" | "dhcp" | "static"));
         if !configured {
-            return json_err(400, "network", "Node must be configured to use a network");
+            return invalid("network", "Node must be configured to use a network");
         }
         if status == Ready {
             self.do_allocate(i, user);
@@ -632,12 +660,12 @@ impl World {
 
     pub fn power_off(&mut self, i: usize, user: &str) -> Reply {
         if !self.can_edit(i, user) {
-            return err(403, "");
+            return FORBIDDEN;
         }
         let m = &mut self.machines[i];
         if m.power_type == "manual" {
             // MAAS answers `null` when the power driver cannot act.
-            return Reply::Json("null".into());
+            return Reply::Null;
         }
         m.power_state = PowerState::Off;
         m.cache = None;
@@ -646,14 +674,14 @@ impl World {
 
     pub fn power_on(&mut self, i: usize, user: &str) -> Reply {
         if !self.can_edit(i, user) {
-            return err(403, "");
+            return FORBIDDEN;
         }
         let m = &mut self.machines[i];
         if m.owner.is_none() {
-            return err(409, "Can't start node: it hasn't been allocated.");
+            return conflict("Can't start node: it hasn't been allocated.");
         }
         if m.power_type == "manual" {
-            return Reply::Json("null".into());
+            return Reply::Null;
         }
         m.power_state = PowerState::On;
         m.cache = None;
@@ -663,7 +691,7 @@ impl World {
     pub fn release(&mut self, i: usize, user: &str) -> Reply {
         use NodeStatus::*;
         if !self.can_edit(i, user) {
-            return err(403, "");
+            return FORBIDDEN;
         }
         let status = self.machines[i].status;
         match status {
@@ -671,13 +699,10 @@ impl World {
             Allocated | Reserved | Broken | Deploying | Deployed | FailedDeployment
             | FailedDiskErasing | FailedReleasing => {}
             other => {
-                return err(
-                    409,
-                    format!(
-                        "Machine cannot be released in its current state ('{}').",
-                        other.label()
-                    ),
-                )
+                return conflict(format!(
+                    "Machine cannot be released in its current state ('{}').",
+                    other.label()
+                ))
             }
         }
         self.cancel(i);
@@ -700,7 +725,7 @@ impl World {
     pub fn abort(&mut self, i: usize, user: &str) -> Reply {
         use NodeStatus::*;
         if !self.can_edit(i, user) {
-            return err(403, "");
+            return FORBIDDEN;
         }
         let status = self.machines[i].status;
         let to = match status {
@@ -708,27 +733,22 @@ impl World {
             Deploying => Allocated,
             DiskErasing => FailedDiskErasing,
             Testing => FailedTesting,
-            other => {
-                return err(
-                    409,
-                    format!("Cannot abort in current state: {}", other.label()),
-                )
-            }
+            other => return conflict(format!("Cannot abort in current state: {}", other.label())),
         };
         self.cancel(i);
         // MAAS answers with the machine still in the old status; the next read shows the new one.
         let m = &mut self.machines[i];
         m.status_message = Some(format!("Aborted {}", status.label().to_ascii_lowercase()));
         m.cache = None;
-        let body = super::render::machine_v2(m);
+        let before = Box::new(m.clone());
         self.set_status(i, to, None);
-        Reply::Json(body.to_string())
+        Reply::MachineBefore(before)
     }
 
     pub fn mark_broken(&mut self, i: usize, user: &str) -> Reply {
         let m = &self.machines[i];
         if m.owner.as_deref() != Some(user) || m.locked {
-            return err(403, "");
+            return FORBIDDEN;
         }
         self.cancel(i);
         let m = &mut self.machines[i];
@@ -740,7 +760,7 @@ impl World {
     pub fn mark_fixed(&mut self, i: usize) -> Reply {
         let m = &mut self.machines[i];
         if m.status != NodeStatus::Broken {
-            return err(409, "Can't mark a non-broken node as 'Ready'.");
+            return conflict("Can't mark a non-broken node as 'Ready'.");
         }
         let to = if m.broken_from == Some(NodeStatus::Deployed) {
             NodeStatus::Deployed
@@ -755,13 +775,10 @@ impl World {
     pub fn set_annotations(&mut self, i: usize, user: &str, params: &[(String, String)]) -> Reply {
         let m = &mut self.machines[i];
         if m.owner.as_deref() != Some(user) {
-            return err(
-                409,
-                "Cannot set workload annotation: it hasn't been acquired.",
-            );
+            return conflict("Cannot set workload annotation: it hasn't been acquired.");
         }
         if m.locked {
-            return err(403, "");
+            return FORBIDDEN;
         }
         for (k, v) in params {
             if v.is_empty() {
@@ -777,7 +794,7 @@ impl World {
     /// `PUT machines/{id}/`: hostname, zone, pool, power type and parameters.
     pub fn update(&mut self, i: usize, params: &[(String, String)]) -> Reply {
         if self.machines[i].locked {
-            return err(403, "");
+            return FORBIDDEN;
         }
         for (k, v) in params {
             if k == "hostname" {
@@ -787,8 +804,7 @@ impl World {
                     && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
                     && !label.starts_with('-');
                 if !ok {
-                    return json_err(
-                        400,
+                    return invalid(
                         "hostname",
                         &format!("Label contains disallowed characters: '{label}'."),
                     );
@@ -799,12 +815,11 @@ impl World {
                     .enumerate()
                     .any(|(j, m)| j != i && m.hostname == label)
                 {
-                    return json_err(400, "hostname", "Node with this Hostname already exists.");
+                    return invalid("hostname", "Node with this Hostname already exists.");
                 }
             }
             if k == "zone" && !self.zones.contains(v) {
-                return json_err(
-                    400,
+                return invalid(
                     "zone",
                     &format!("Select a valid choice. {v} is not one of the available choices."),
                 );
@@ -838,23 +853,24 @@ impl World {
         use NodeStatus::*;
         let status = self.machines[i].status;
         if !matches!(status, New | Ready | Allocated | Broken | FailedTesting) {
-            return err(409, "Cannot link subnet interface because the machine is not New, Ready, Allocated, or Broken.");
+            return conflict("Cannot link subnet interface because the machine is not New, Ready, Allocated, or Broken.");
         }
         let get = |k: &str| params.iter().find(|(p, _)| p == k).map(|(_, v)| v.clone());
         let m = &mut self.machines[i];
         let Some(ifc) = m.interfaces.iter_mut().find(|f| f.id == iface) else {
-            return err(404, "No Interface matches the given query.");
+            return Reply::Refused(Refusal::NotFound(
+                "No Interface matches the given query.".into(),
+            ));
         };
         match op {
             "unlink_subnet" => {
                 let Some(id) = get("id").and_then(|v| v.parse::<i64>().ok()) else {
-                    return json_err(400, "id", "This field is required.");
+                    return invalid("id", "This field is required.");
                 };
                 let before = ifc.links.len();
                 ifc.links.retain(|l| l.id != id);
                 if ifc.links.len() == before {
-                    return json_err(
-                        400,
+                    return invalid(
                         "id",
                         &format!(
                             "Select a valid choice. {id} is not one of the available choices."
@@ -865,7 +881,7 @@ impl World {
             _ => {
                 let mode = get("mode").unwrap_or_default().to_ascii_lowercase();
                 if !matches!(mode.as_str(), "auto" | "dhcp" | "static" | "link_up") {
-                    return json_err(400, "mode", "Select a valid choice.");
+                    return invalid("mode", "Select a valid choice.");
                 }
                 let id = ifc.links.iter().map(|l| l.id).max().unwrap_or(iface * 100) + 1;
                 ifc.links.push(SimLink {
@@ -878,10 +894,9 @@ impl World {
         }
         m.cache = None;
         // MAAS answers link/unlink with the interface, not the machine.
-        let m = &self.machines[i];
-        match m.interfaces.iter().find(|f| f.id == iface) {
-            Some(f) => Reply::Json(super::render::interface_json(m, f)),
-            None => Reply::Machine(i),
+        Reply::Interface {
+            machine: i,
+            interface: iface,
         }
     }
 }
