@@ -13,6 +13,7 @@ pub mod actors;
 pub mod backoff;
 pub mod config;
 pub mod dashboard;
+#[cfg(feature = "sim")]
 pub mod demo;
 pub mod filter;
 pub mod http;
@@ -24,6 +25,7 @@ pub mod process_metrics;
 pub mod provision;
 pub mod run;
 pub mod shutdown;
+#[cfg(feature = "sim")]
 pub mod sim;
 pub mod status;
 pub mod status_cli;
