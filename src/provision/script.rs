@@ -127,6 +127,7 @@ impl ScriptProvisioner {
 }
 
 /// SIGKILL the script's whole process group.
+#[allow(unsafe_code)] // kill(2) through libc: see the SAFETY comment.
 fn kill_group(pid: u32) {
     if let Ok(pid) = i32::try_from(pid) {
         // SAFETY: kill(2) with a negative pid signals the group we created with
