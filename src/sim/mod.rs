@@ -5,6 +5,8 @@
 //! transitions, logs every operation and status event, and injects faults on demand.
 //! Tests, benchmarks, `maas-flow demo` and operators' dry runs all use it.
 
+#![warn(missing_docs)]
+
 pub mod controllers;
 pub mod images;
 pub mod inspect;
@@ -34,7 +36,9 @@ pub const DEFAULT_API_KEY: &str = "maasflowsim:simtoken:simsecret";
 pub struct Sim {
     /// `http://127.0.0.1:<port>/MAAS`, the value for `maas.url`.
     pub base_url: String,
+    /// The address the simulator listens on.
     pub addr: std::net::SocketAddr,
+    /// The state its handlers share, for tests that reach into the world.
     pub state: Arc<SimState>,
     server: actix_web::dev::ServerHandle,
 }
@@ -100,10 +104,12 @@ impl Sim {
         )
     }
 
+    /// The API key (`consumer:token:secret`) the simulator accepts.
     pub fn api_key(&self) -> String {
         self.state.cfg.api_key.expose()
     }
 
+    /// The simulated HTTP provisioner's URL, the value for `provision.url`.
     pub fn provisioner_url(&self) -> String {
         format!("http://{}/provisioner", self.addr)
     }
@@ -120,6 +126,7 @@ impl Sim {
         w.machines.clone()
     }
 
+    /// A machine's status now (pending transitions applied), if it exists.
     pub fn status_of(&self, system_id: &str) -> Option<NodeStatus> {
         let mut w = self.state.world.lock();
         w.advance(Instant::now());
@@ -133,14 +140,17 @@ impl Sim {
         f(&mut w)
     }
 
+    /// Replace the injected faults (as `PUT /_sim/faults` does).
     pub fn set_faults(&self, f: Faults) {
         self.state.faults.lock().0 = f;
     }
 
+    /// Replace the simulated provisioner's behaviour.
     pub fn set_provisioner(&self, cfg: ProvisionerConfig) {
         self.state.provisioner.set_config(cfg);
     }
 
+    /// Every request the simulated provisioner received, oldest first.
     pub fn provisioner_requests(&self) -> Vec<ProvisionerRequest> {
         self.state.provisioner.requests()
     }
@@ -176,6 +186,7 @@ impl Sim {
             .collect()
     }
 
+    /// Stop serving and wait for the server to close.
     pub async fn stop(self) {
         self.server.stop(false).await;
     }

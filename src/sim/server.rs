@@ -39,11 +39,13 @@ pub struct Faults {
     pub unavailable_no_hint_rate: f64,
     /// 409 with `Retry-After` (a database conflict after MAAS's own retries).
     pub conflict_retry_rate: f64,
+    /// The `Retry-After` seconds of the 409 and 503 faults (at least 1).
     pub retry_after_secs: u64,
     /// Headers sent, then the connection is cut.
     pub drop_rate: f64,
     /// Answer after `slow_ms`.
     pub slow_rate: f64,
+    /// The delay of a slow answer, in milliseconds.
     pub slow_ms: u64,
     /// Machine lists cut in half.
     pub truncate_list_rate: f64,
@@ -79,6 +81,7 @@ pub struct Faults {
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct RedirectFault {
+    /// The machine whose mutating requests are redirected.
     pub system_id: String,
     /// 301, 302, 303, 307 or 308.
     pub code: u16,
@@ -89,13 +92,17 @@ pub struct RedirectFault {
 /// Settings of a simulated region.
 #[derive(Debug, Clone)]
 pub struct SimConfig {
+    /// The only API key the region accepts.
     pub api_key: ApiKey,
     /// The user the API key belongs to.
     pub username: String,
     /// Serve API 1.0 (MAAS 1.9); off answers 410 like every MAAS since 2.0.
     pub api1: bool,
+    /// Seed of every random draw (faults, failures): runs repeat.
     pub seed: u64,
+    /// The address to listen on.
     pub listen: std::net::SocketAddr,
+    /// HTTP worker threads.
     pub workers: usize,
     /// Serve HTTPS with this configuration (tests of the client's TLS).
     pub tls: Option<std::sync::Arc<rustls::ServerConfig>>,
@@ -120,14 +127,19 @@ impl Default for SimConfig {
 
 /// Everything the request handlers share.
 pub struct SimState {
+    /// The region's settings.
     pub cfg: SimConfig,
+    /// Machines, rules and logs: the state layer.
     pub world: Mutex<World>,
+    /// The faults injected now and the random source that draws them.
     pub faults: Mutex<(Faults, SmallRng)>,
     nonces: Mutex<HashSet<String>>,
+    /// The simulated HTTP provisioner served beside the API.
     pub provisioner: ProvisionerState,
 }
 
 impl SimState {
+    /// Shared state for a region with these settings, world and provisioner.
     pub fn new(cfg: SimConfig, world: World, provisioner: ProvisionerState) -> Self {
         let seed = cfg.seed;
         SimState {
@@ -1253,6 +1265,7 @@ fn dispatch_v1(call: &Call, state: &SimState) -> HttpResponse {
     }
 }
 
+/// A JSON answer with MAAS's headers (`/_sim/` endpoints use it too).
 pub fn json_response(code: u16, body: impl Into<Bytes>) -> HttpResponse {
     json_body(code, body)
 }

@@ -18,8 +18,11 @@ use crate::maas::{NodeStatus, PowerState};
 /// Timings and failure rates of the simulated region.
 #[derive(Debug, Clone, Serialize)]
 pub struct Timings {
+    /// How long commissioning takes.
     pub commission: Duration,
+    /// How long a deployment takes.
     pub deploy: Duration,
+    /// How long a release takes.
     pub release: Duration,
     /// Probability that a commissioning ends in Failed commissioning.
     pub fail_commission: f64,
@@ -39,41 +42,68 @@ impl Default for Timings {
     }
 }
 
+/// One link of an interface to a subnet (MAAS's `links`).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct SimLink {
+    /// The link id, unique within the machine.
     pub id: i64,
+    /// `auto`, `dhcp`, `static` or `link_up`.
     pub mode: String,
+    /// The subnet's CIDR, when linked to one.
     pub subnet: Option<String>,
+    /// The configured address, once deployed (or static).
     pub ip_address: Option<String>,
 }
 
+/// One physical interface of a machine.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct SimInterface {
+    /// The interface id, unique in the region.
     pub id: i64,
+    /// Its name (`eth0`).
     pub name: String,
+    /// Its MAC address.
     pub mac: String,
+    /// Its links to subnets.
     pub links: Vec<SimLink>,
 }
 
 /// One simulated machine.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct SimMachine {
+    /// MAAS's system_id.
     pub system_id: String,
+    /// The hostname, without the domain.
     pub hostname: String,
+    /// The DNS domain (`maas`).
     pub domain: String,
+    /// The availability zone's name.
     pub zone: String,
+    /// The resource pool's name.
     pub pool: String,
+    /// The lifecycle status.
     pub status: NodeStatus,
+    /// MAAS's `status_message`, the last step it logged.
     pub status_message: Option<String>,
+    /// The power state the BMC reports.
     pub power_state: PowerState,
+    /// The power driver (`virsh`, `ipmi`, `manual`, empty when unconfigured).
     pub power_type: String,
+    /// The power driver's parameters.
     pub power_parameters: BTreeMap<String, String>,
+    /// The user who allocated the machine.
     pub owner: Option<String>,
+    /// The physical interfaces.
     pub interfaces: Vec<SimInterface>,
+    /// Tag names.
     pub tags: Vec<String>,
+    /// Workload annotations (cleared by a release, as MAAS does).
     pub annotations: BTreeMap<String, String>,
+    /// The deployed OS (`ubuntu`), empty until deployed.
     pub osystem: String,
+    /// The deployed series, empty until deployed.
     pub distro_series: String,
+    /// Locked machines refuse every change with 403.
     pub locked: bool,
     /// Commissioned at least once: a release then ends Ready, not New.
     pub commissioned: bool,
@@ -82,6 +112,7 @@ pub struct SimMachine {
     pub broken_from: Option<NodeStatus>,
     /// Force the next commissioning/deployment to fail (scenarios, demo).
     pub fail_next_commission: bool,
+    /// Force the next deployment to fail.
     pub fail_next_deploy: bool,
     #[serde(skip)]
     pub(crate) pending: Option<(Instant, NodeStatus)>,
@@ -92,6 +123,7 @@ pub struct SimMachine {
 }
 
 impl SimMachine {
+    /// A New machine with two interfaces; `index` makes its MACs and ids unique.
     pub fn new(system_id: &str, hostname: &str, index: usize) -> Self {
         let a = (index >> 8) as u8;
         let b = index as u8;
@@ -155,6 +187,7 @@ impl SimMachine {
             .collect()
     }
 
+    /// `hostname.domain`.
     pub fn fqdn(&self) -> String {
         format!("{}.{}", self.hostname, self.domain)
     }
@@ -163,13 +196,19 @@ impl SimMachine {
 /// One entry of the operation log: a request that changed state or was refused.
 #[derive(Debug, Clone, Serialize)]
 pub struct OpRecord {
+    /// Order of arrival, from 1.
     pub seq: u64,
     /// Milliseconds since the simulator started.
     pub at_ms: u64,
+    /// The HTTP method.
     pub method: String,
+    /// The full request path.
     pub path: String,
+    /// The `op`, empty when none.
     pub op: String,
+    /// The machine the request named, if any.
     pub system_id: Option<String>,
+    /// The form parameters (`user_data` elided).
     pub params: Vec<(String, String)>,
     /// The machine's status when the request arrived.
     pub status_before: Option<String>,
@@ -180,20 +219,30 @@ pub struct OpRecord {
 /// One MAAS event, as `events/?op=query` returns it.
 #[derive(Debug, Clone, Serialize)]
 pub struct Event {
+    /// The user the event is about (`unknown` for the region's own).
     pub username: String,
+    /// The system_id of the node.
     pub node: String,
+    /// The node's hostname.
     pub hostname: String,
+    /// The event id, increasing.
     pub id: i64,
+    /// `DEBUG`, `INFO`, `WARNING`, `ERROR`, `CRITICAL` or `AUDIT`.
     pub level: &'static str,
+    /// MAAS's time format ([`maas_time`]).
     pub created: String,
+    /// The event type (`Node changed status`).
     #[serde(rename = "type")]
     pub kind: String,
+    /// What happened.
     pub description: String,
+    /// The node's zone, for `events/?zone=` filters.
     #[serde(skip)]
     pub zone: String,
 }
 
 impl Event {
+    /// The rank MAAS filters `events/?level=` by (that level and above); None if unknown.
     pub fn level_rank(level: &str) -> Option<u8> {
         Some(match level.to_ascii_uppercase().as_str() {
             "DEBUG" => 10,
@@ -218,7 +267,12 @@ pub enum Reply {
     /// effect (MAAS answers `abort` with the old status; the next read shows the new one).
     MachineBefore(Box<SimMachine>),
     /// The call succeeded; the answer is one interface of a machine (link/unlink).
-    Interface { machine: usize, interface: i64 },
+    Interface {
+        /// The machine's index.
+        machine: usize,
+        /// The interface's id.
+        interface: i64,
+    },
     /// The call succeeded and MAAS answers JSON `null` (a power driver that cannot act).
     Null,
     /// The call succeeded; the answer is this literal JSON document.
@@ -240,7 +294,12 @@ pub enum Refusal {
     /// The object does not exist: a 404 with MAAS's message.
     NotFound(String),
     /// A form field failed validation: a 400 with MAAS's `{field: [message]}` dict.
-    Invalid { field: String, message: String },
+    Invalid {
+        /// The form field MAAS names.
+        field: String,
+        /// MAAS's message for it.
+        message: String,
+    },
     /// A request MAAS refuses as a plain-text 400 (e.g. a preseed that fails to render).
     BadRequest(String),
     /// MAAS failed on its side with a message (e.g. an unconfigured power type): a 500.
@@ -275,14 +334,23 @@ const FORBIDDEN: Reply = Reply::Refused(Refusal::Forbidden);
 
 /// The whole simulated region.
 pub struct World {
+    /// Every machine, in insertion order (indices are stable).
     pub machines: Vec<SimMachine>,
+    /// system_id to index in `machines`.
     pub index: HashMap<String, usize>,
+    /// Zone names known to the region.
     pub zones: Vec<String>,
+    /// Resource pool names known to the region.
     pub pools: Vec<String>,
+    /// Transition times and failure rates.
     pub timings: Timings,
+    /// The operation log: every mutating or refused API request.
     pub ops: Vec<OpRecord>,
+    /// The event log, `events/?op=query`'s source.
     pub events: Vec<Event>,
+    /// When the simulator started (op-log times count from here).
     pub started: Instant,
+    /// The random source of failures: seeded, so runs repeat.
     pub rng: SmallRng,
     /// The synced boot images: what `deploy` accepts.
     pub boot_images: BootImages,
@@ -294,6 +362,7 @@ pub struct World {
 }
 
 impl World {
+    /// A region with these machines and timings, its random draws seeded by `seed`.
     pub fn new(machines: Vec<SimMachine>, timings: Timings, seed: u64) -> Self {
         let mut w = World {
             index: HashMap::new(),
@@ -317,6 +386,7 @@ impl World {
         w
     }
 
+    /// Add a machine (its zone and pool become known).
     pub fn add(&mut self, m: SimMachine) {
         if !self.zones.contains(&m.zone) {
             self.zones.push(m.zone.clone());
@@ -328,6 +398,7 @@ impl World {
         self.machines.push(m);
     }
 
+    /// The index of a machine by system_id.
     pub fn find(&self, system_id: &str) -> Option<usize> {
         self.index.get(system_id).copied()
     }
@@ -451,6 +522,7 @@ impl World {
         );
     }
 
+    /// Append an event to the log with the next id.
     #[allow(clippy::too_many_arguments)]
     pub fn push_event(
         &mut self,
@@ -482,6 +554,7 @@ impl World {
         self.next_event_id += n;
     }
 
+    /// Move machine `i` to `to` after `after` (replacing any pending transition).
     pub fn schedule(&mut self, i: usize, after: Duration, to: NodeStatus) {
         let due = Instant::now() + after;
         let m = &mut self.machines[i];
@@ -496,6 +569,7 @@ impl World {
         m.pending = None;
     }
 
+    /// Append one entry to the operation log (the server layer's `Call::log` calls it).
     pub fn record(
         &mut self,
         method: &str,
@@ -539,6 +613,7 @@ impl World {
 
     // ---- operations (API 2.0 semantics; 1.0 maps onto these) ----
 
+    /// `op=commission`: New, Ready, Failed commissioning, Broken... to Commissioning.
     pub fn commission(&mut self, i: usize) -> Reply {
         use NodeStatus::*;
         let m = &self.machines[i];
@@ -574,6 +649,7 @@ impl World {
         Reply::Machine(i)
     }
 
+    /// `machines/?op=allocate system_id=`: a Ready machine to Allocated for `user`.
     pub fn allocate(&mut self, system_id: &str, user: &str) -> Reply {
         let Some(i) = self.find(system_id) else {
             return conflict(format!("No machine with system ID {system_id} available."));
@@ -609,6 +685,7 @@ impl World {
         );
     }
 
+    /// `op=deploy`: Ready or Allocated to Deploying, checking boot images and links.
     pub fn deploy(&mut self, i: usize, user: &str, params: &[(String, String)]) -> Reply {
         use NodeStatus::*;
         if !self.can_edit(i, user) {
@@ -658,6 +735,7 @@ impl World {
         Reply::Machine(i)
     }
 
+    /// `op=power_off`.
     pub fn power_off(&mut self, i: usize, user: &str) -> Reply {
         if !self.can_edit(i, user) {
             return FORBIDDEN;
@@ -672,6 +750,7 @@ impl World {
         Reply::Machine(i)
     }
 
+    /// `op=power_on`: only for an allocated machine.
     pub fn power_on(&mut self, i: usize, user: &str) -> Reply {
         if !self.can_edit(i, user) {
             return FORBIDDEN;
@@ -688,6 +767,7 @@ impl World {
         Reply::Machine(i)
     }
 
+    /// `op=release`: back to Ready (or New if never commissioned), annotations cleared.
     pub fn release(&mut self, i: usize, user: &str) -> Reply {
         use NodeStatus::*;
         if !self.can_edit(i, user) {
@@ -722,6 +802,7 @@ impl World {
         Reply::Machine(i)
     }
 
+    /// `op=abort`: stop a commissioning, deployment, erase or test.
     pub fn abort(&mut self, i: usize, user: &str) -> Reply {
         use NodeStatus::*;
         if !self.can_edit(i, user) {
@@ -745,6 +826,7 @@ impl World {
         Reply::MachineBefore(before)
     }
 
+    /// `op=mark_broken`: only by the owner.
     pub fn mark_broken(&mut self, i: usize, user: &str) -> Reply {
         let m = &self.machines[i];
         if m.owner.as_deref() != Some(user) || m.locked {
@@ -757,6 +839,7 @@ impl World {
         Reply::Machine(i)
     }
 
+    /// `op=mark_fixed`: Broken back to Ready (or Deployed if it was).
     pub fn mark_fixed(&mut self, i: usize) -> Reply {
         let m = &mut self.machines[i];
         if m.status != NodeStatus::Broken {
@@ -772,6 +855,7 @@ impl World {
         Reply::Machine(i)
     }
 
+    /// `op=set_workload_annotations` (and 1.0's `set_owner_data`): empty values delete.
     pub fn set_annotations(&mut self, i: usize, user: &str, params: &[(String, String)]) -> Reply {
         let m = &mut self.machines[i];
         if m.owner.as_deref() != Some(user) {
@@ -843,6 +927,7 @@ impl World {
         Reply::Machine(i)
     }
 
+    /// `interfaces/{id}/?op=link_subnet` and `unlink_subnet`.
     pub fn link_subnet(
         &mut self,
         i: usize,
