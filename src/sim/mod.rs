@@ -4,6 +4,26 @@
 //! including its refusals, checks OAuth like MAAS, moves machines through timed
 //! transitions, logs every operation and status event, and injects faults on demand.
 //! Tests, benchmarks, `maas-flow demo` and operators' dry runs all use it.
+//!
+//! # Layers
+//!
+//! Modules import in one direction only (`tests/layers.rs` checks there is no cycle):
+//!
+//! - [`world`]: state and MAAS's rules. Machines, timed transitions, the operation and
+//!   event logs. Every operation answers a [`Reply`]: a machine, an interface, JSON, or a
+//!   [`Refusal`] in MAAS's classes (`Forbidden`, `Conflict`, `Invalid { field, .. }`...).
+//!   No HTTP and no rendering here.
+//! - [`render`]: MAAS's JSON for the state (API 2.0 machines, 1.0 nodes, zones...);
+//!   depends on [`world`] only.
+//! - [`server`]: the HTTP face. Routing, OAuth, faults (an `InjectedFault` enum, drawn
+//!   from [`Faults`]), the one mapping from a [`Refusal`] to a status and body, and the
+//!   one place an op-log entry is written for a request (`Call::log`).
+//! - [`inspect`]: `/_sim/`, mounted by [`Sim::start`] beside the API handler; it uses
+//!   [`server`]'s state, never the reverse.
+//! - [`images`], [`controllers`], [`scenario`], [`provisioner`]: boot images, region and
+//!   rack controllers, scenario files, the simulated HTTP provisioner.
+//!
+//! The whole module (and `maas-flow demo`) is behind the default-on cargo feature `sim`.
 
 #![warn(missing_docs)]
 
