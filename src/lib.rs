@@ -8,6 +8,9 @@
 //! inside the machine's own actor, so a slow host blocks only itself.
 //!
 //! Start with `lifecycle.rs` (the decision table), then `actors/`.
+//!
+//! The MAAS simulator ([`sim`]) and `maas-flow demo` are compiled only with the default
+//! cargo feature `sim`; `--no-default-features` builds the controller alone.
 
 pub mod actors;
 pub mod backoff;
