@@ -129,6 +129,19 @@ async fn healthz(s: web::Data<Shared>) -> HttpResponse {
 /// periods (a hung MAAS fails no request, it just never answers).
 async fn readyz(s: web::Data<Shared>) -> HttpResponse {
     let g = s.board.global();
+    if g.role == crate::ha::Role::Standby {
+        // A standby is ready when it can take over: it reaches the coordination service.
+        return if g.election_connected == Some(false) {
+            HttpResponse::ServiceUnavailable()
+                .content_type("text/plain")
+                .body("not ready: standby, the coordination service (etcd) does not answer\n")
+        } else {
+            HttpResponse::Ok().content_type("text/plain").body(format!(
+                "ready: standby (leader: {})\n",
+                g.leader.as_deref().unwrap_or("none")
+            ))
+        };
+    }
     let unready = |why: String| {
         HttpResponse::ServiceUnavailable()
             .content_type("text/plain")
@@ -164,6 +177,10 @@ async fn readyz(s: web::Data<Shared>) -> HttpResponse {
             stale_after,
             s.period
         ))
+    } else if g.identity.is_some() {
+        HttpResponse::Ok()
+            .content_type("text/plain")
+            .body("ready: leader\n")
     } else {
         HttpResponse::Ok()
             .content_type("text/plain")

@@ -88,6 +88,8 @@ pub struct Metrics {
     pub poller_restarts: Counter,
     /// Full lists that dropped more than half of the managed machines at once.
     pub suspect_lists: Counter,
+    /// Leader election (`maas_flow_leader`, leadership changes, lease renewal failures).
+    pub ha: crate::ha::campaign::HaMetrics,
     /// Operations MAAS's validation refused, by action and refused field.
     pub refusals: Family<RefusalLabels, Counter>,
 }
@@ -125,6 +127,7 @@ impl Metrics {
             last_read_success: Gauge::default(),
             poller_restarts: Counter::default(),
             suspect_lists: Counter::default(),
+            ha: Default::default(),
             refusals: Family::default(),
             registry: Registry::with_prefix("maas_flow"),
         };
@@ -216,6 +219,21 @@ impl Metrics {
             "suspect_lists",
             "Full lists that dropped more than half of the managed machines; re-read before retiring",
             m.suspect_lists.clone(),
+        );
+        registry.register(
+            "leader",
+            "1 while this replica is the leader and acts, 0 on a standby",
+            m.ha.leader.clone(),
+        );
+        registry.register(
+            "leadership_changes",
+            "Times this replica became or stopped being the leader",
+            m.ha.leadership_changes.clone(),
+        );
+        registry.register(
+            "lease_renewal_failures",
+            "Election lease renewals that failed or timed out",
+            m.ha.lease_renewal_failures.clone(),
         );
         registry.register(
             "refusals",

@@ -488,6 +488,7 @@ async fn a_reload_resizes_the_limits_and_names_what_needs_a_restart() {
     sim.stop().await;
 }
 
+#[allow(unsafe_code)] // kill(2) on our own child: see the SAFETY comment.
 fn signal(child: &Child, sig: i32) {
     // SAFETY: kill(2) on our own child's pid.
     unsafe {

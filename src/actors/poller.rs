@@ -14,7 +14,7 @@ use actix::prelude::*;
 use futures_util::StreamExt;
 use tracing::{debug, error, info, warn};
 
-use super::{Snapshot, StopPolling, Supervisor};
+use super::{Snapshot, StandDown, StopPolling, Supervisor};
 use crate::backoff::Backoff;
 use crate::maas::{parse_machine_list, MaasClient, MaasError, Machine, ParsedList};
 use crate::metrics::{KindLabels, Metrics};
@@ -658,6 +658,15 @@ impl Handler<Halt> for Poller {
             #[allow(clippy::panic)]
             Halt::Panic => panic!("poller halted by the test hook"),
         }
+    }
+}
+
+impl Handler<StandDown> for Poller {
+    type Result = ();
+
+    fn handle(&mut self, _: StandDown, ctx: &mut Self::Context) {
+        self.stopped = true;
+        ctx.stop();
     }
 }
 

@@ -22,7 +22,7 @@ use actix::prelude::*;
 use futures_util::StreamExt;
 use tracing::{debug, info, warn};
 
-use super::{NodeActor, Observed, Retire, SharedDeps, Snapshot};
+use super::{NodeActor, Observed, Retire, SharedDeps, Snapshot, StandDown};
 use crate::filter::Filter;
 use crate::maas::{parse_machine, ErrorClass, Escaped, MaasError, Machine};
 
@@ -330,5 +330,17 @@ impl Handler<SetFilter> for Supervisor {
 
     fn handle(&mut self, msg: SetFilter, _ctx: &mut Self::Context) {
         self.filter = msg.0;
+    }
+}
+
+impl Handler<StandDown> for Supervisor {
+    type Result = ();
+
+    /// Every actor stops at once, retiring ones included: a standby acts on nothing.
+    fn handle(&mut self, _: StandDown, ctx: &mut Self::Context) {
+        for (_, addr) in self.nodes.drain().chain(self.retiring.drain()) {
+            addr.do_send(StandDown);
+        }
+        ctx.stop();
     }
 }
