@@ -63,7 +63,11 @@ pub struct MaasSettings {
 pub struct FilterSettings {
     pub hosts: IncludeExclude,
     pub zones: IncludeExclude,
-    /// The original tool's form: inline JSON or `@file`; replaces `hosts`/`zones`.
+    /// MAAS tag names (exact): any included tag selects, any excluded tag deselects.
+    pub tags: IncludeExclude,
+    /// Resource pool name patterns, matched like zones.
+    pub pools: IncludeExclude,
+    /// The original tool's form: inline JSON or `@file`; replaces `hosts`/`zones`/`tags`/`pools`.
     pub json: Option<String>,
 }
 
@@ -521,6 +525,8 @@ fn validate(mut s: Settings) -> Result<Config, ConfigError> {
         _ => FilterSpec {
             hosts: s.filter.hosts.clone(),
             zones: s.filter.zones.clone(),
+            tags: s.filter.tags.clone(),
+            pools: s.filter.pools.clone(),
         },
     };
     let filter = Filter::new(spec).map_err(|e| match &e {

@@ -227,6 +227,12 @@ pub async fn start(cfg: &Config) -> Result<Controller, StartError> {
         board.clone(),
         metrics.clone(),
     );
+    if cfg.api_version == ApiVersion::V2 {
+        poller = poller.with_server_filter(
+            cfg.filter.server_side_pools(),
+            cfg.filter.server_side_tags(),
+        );
+    }
     if s.events.enabled && cfg.api_version == ApiVersion::V2 {
         poller = poller.with_event_feed(s.events.interval);
     }

@@ -836,6 +836,12 @@ const LIST_FILTERS: &[&str] = &[
 ];
 
 fn list_v2(call: &Call, w: &mut World, only_owner: Option<&str>) -> HttpResponse {
+    if !call.query.iter().any(|(k, _)| k == "id") {
+        if w.list_queries.len() >= super::world::LIST_QUERIES_KEPT {
+            w.list_queries.pop_front();
+        }
+        w.list_queries.push_back(call.query.clone());
+    }
     let mut filters: Vec<(&str, bool, Vec<&str>)> = Vec::new();
     for (k, v) in &call.query {
         if k == "op" {

@@ -160,6 +160,9 @@ impl SimMachine {
     }
 }
 
+/// How many machine-list queries [`World::list_queries`] keeps.
+pub const LIST_QUERIES_KEPT: usize = 64;
+
 /// One entry of the operation log: a request that changed state or was refused.
 #[derive(Debug, Clone, Serialize)]
 pub struct OpRecord {
@@ -249,6 +252,9 @@ pub struct World {
     pub boot_images: BootImages,
     /// Region and rack controllers: they log events but are not machines.
     pub controllers: Vec<SimController>,
+    /// The query pairs of the most recent machine lists (`GET machines/` without `id=`),
+    /// newest last, at most [`LIST_QUERIES_KEPT`]: how tests see server-side filters.
+    pub list_queries: std::collections::VecDeque<Vec<(String, String)>>,
     heap: BinaryHeap<Reverse<(Instant, u64, usize)>>,
     seq: u64,
     next_event_id: i64,
@@ -268,6 +274,7 @@ impl World {
             rng: SmallRng::seed_from_u64(seed),
             boot_images: BootImages::default(),
             controllers: Vec::new(),
+            list_queries: Default::default(),
             heap: BinaryHeap::new(),
             seq: 0,
             next_event_id: 1,
