@@ -13,7 +13,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::filter::{Filter, FilterSpec, IncludeExclude};
 use crate::lifecycle::{Policy, Target};
-use crate::maas::{ApiKey, ApiVersion, DeployParams};
+use crate::maas::{ApiKey, ApiVersion, CommissionParams, DeployParams};
+use crate::profile::{Profile, ProfileSpec, Profiles, ProvisionTarget};
 
 /// The default location of the API key in a container (a mounted secret).
 pub const DEFAULT_KEY_FILE: &str = "/secrets/maas_api_key";
@@ -24,6 +25,12 @@ pub struct Settings {
     pub maas: MaasSettings,
     pub filter: FilterSettings,
     pub lifecycle: LifecycleSettings,
+    /// `op=commission` options for every machine (a profile may override the scripts
+    /// and `skip_bmc_config`).
+    pub commission: CommissionParams,
+    /// Deploy profiles, in order: the first whose `match` holds applies.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub profile: Vec<ProfileSpec>,
     pub provision: ProvisionSettings,
     pub recovery: RecoverySettings,
     pub limits: LimitSettings,
@@ -170,6 +177,8 @@ impl Default for Settings {
                 ..FilterSettings::default()
             },
             lifecycle: LifecycleSettings::default(),
+            commission: CommissionParams::default(),
+            profile: Vec::new(),
             provision: ProvisionSettings::default(),
             recovery: RecoverySettings::default(),
             limits: LimitSettings::default(),
@@ -308,6 +317,8 @@ pub struct Config {
     pub deploy: DeployParams,
     pub mappings: Arc<HashMap<String, String>>,
     pub provisioner: ProvisionerKind,
+    /// Deploy profiles resolved against the global settings.
+    pub profiles: Profiles,
     pub warnings: Vec<String>,
 }
 
@@ -448,8 +459,10 @@ fn config_error(e: config::ConfigError) -> ConfigError {
     if let Some(start) = msg.find("for key `") {
         let rest = &msg[start + 9..];
         if let Some(end) = rest.find('`') {
-            let key = &rest[..end];
-            let problem = msg.replace(&format!(" for key `{key}`"), "");
+            let raw = &rest[..end];
+            let problem = msg.replace(&format!(" for key `{raw}`"), "");
+            // The config crate writes a table inside an array as `profile[0]match`.
+            let key = &dotted(raw);
             if let Some(field) = unknown_field(&problem) {
                 return bad(
                     &format!("{key}.{field}"),
@@ -463,6 +476,24 @@ fn config_error(e: config::ConfigError) -> ConfigError {
         return bad(field, format!("unknown key ({msg})"));
     }
     bad("config", msg)
+}
+
+/// `profile[0]match` (how the config crate names a table inside an array) as
+/// `profile[0].match`.
+fn dotted(key: &str) -> String {
+    let mut out = String::with_capacity(key.len() + 2);
+    let mut chars = key.chars().peekable();
+    while let Some(c) = chars.next() {
+        out.push(c);
+        if c == ']'
+            && chars
+                .peek()
+                .is_some_and(|n| n.is_alphanumeric() || *n == '_')
+        {
+            out.push('.');
+        }
+    }
+    out
 }
 
 fn unknown_field(msg: &str) -> Option<&str> {
@@ -661,12 +692,49 @@ fn validate(mut s: Settings) -> Result<Config, ConfigError> {
         warnings.push("API 1.0 has no workload annotations: without provision.state_file a restart re-runs provisioning".into());
     }
 
-    Ok(Config {
-        deploy: DeployParams {
-            distro_series: s.lifecycle.distro_series.trim().to_string(),
-            user_data: non_empty(&s.lifecycle.user_data).map(str::to_string),
-            hwe_kernel: non_empty(&s.lifecycle.hwe_kernel).map(str::to_string),
+    let deploy = DeployParams {
+        distro_series: s.lifecycle.distro_series.trim().to_string(),
+        user_data: non_empty(&s.lifecycle.user_data).map(str::to_string),
+        hwe_kernel: non_empty(&s.lifecycle.hwe_kernel).map(str::to_string),
+        enable_hw_sync: None,
+        ephemeral_deploy: None,
+    };
+    let global = Profile::global(
+        target,
+        deploy.clone(),
+        s.commission.clone(),
+        match &provisioner {
+            ProvisionerKind::None => ProvisionTarget::None,
+            ProvisionerKind::Script(p) => ProvisionTarget::Script(p.clone()),
+            ProvisionerKind::Http(u) => ProvisionTarget::Http(u.clone()),
         },
+    );
+    let mut list = Vec::with_capacity(s.profile.len());
+    for (i, spec) in s.profile.iter().enumerate() {
+        let p = crate::profile::resolve(spec, &global)
+            .map_err(|e| bad(&format!("profile[{i}].{}", e.key), e.problem))?;
+        if list.iter().any(|q: &Arc<Profile>| q.name == p.name) {
+            return Err(bad(
+                &format!("profile[{i}].name"),
+                format!("`{}` names an earlier profile too", p.name),
+            ));
+        }
+        if p.storage_layout.is_some() && api_version == ApiVersion::V1 {
+            return Err(bad(
+                &format!("profile[{i}].storage_layout"),
+                "MAAS 1.9's API 1.0 has no op=set_storage_layout",
+            ));
+        }
+        list.push(Arc::new(p));
+    }
+    let profiles = Profiles {
+        list,
+        global: Arc::new(global),
+    };
+
+    Ok(Config {
+        deploy,
+        profiles,
         settings: s,
         maas_base: base,
         api_version,
@@ -819,6 +887,59 @@ mod tests {
             let e = load(&s).unwrap_err();
             assert_eq!(&e.key, key, "{toml}: {e}");
         }
+    }
+
+    #[test]
+    fn profiles_are_validated_naming_the_key() {
+        let head = "[maas]\napi_key=\"a:b:c\"\n";
+        let cases: &[(&str, &str)] = &[
+            ("[[profile]]\nname=\"a\"\nbogus=1", "profile[0].bogus"),
+            (
+                "[[profile]]\nname=\"a\"\n[[profile]]\nname=\"b\"\nmatch={hosts=[\"(\"]}",
+                "profile[1].match.hosts",
+            ),
+            (
+                "[[profile]]\nname=\"a\"\nmatch={racks=[\"x\"]}",
+                "profile[0].match.racks",
+            ),
+            (
+                "[[profile]]\nname=\"a\"\nuser_data=\"@/nonexistent/cloud-init\"",
+                "profile[0].user_data",
+            ),
+            (
+                "[[profile]]\nname=\"a\"\nstorage_layout=\"zfs\"",
+                "profile[0].storage_layout",
+            ),
+            (
+                "[[profile]]\nname=\"a\"\ntarget=\"gone\"",
+                "profile[0].target",
+            ),
+            ("[[profile]]\nmatch={tags=[\"gpu\"]}", "profile[0].name"),
+            (
+                "[[profile]]\nname=\"a\"\n[[profile]]\nname=\"a\"",
+                "profile[1].name",
+            ),
+            (
+                "[[profile]]\nname=\"a\"\nprovision_script=\"/nonexistent/p.sh\"",
+                "profile[0].provision_script",
+            ),
+            ("[commission]\nenable_sshh=true", "commission.enable_sshh"),
+        ];
+        for (toml, key) in cases {
+            let (_d, s) = src(&format!("{head}{toml}"), &[], &[]);
+            let e = load(&s).unwrap_err();
+            assert_eq!(&e.key, key, "{toml}: {e}");
+        }
+        let (_d, s) = src(
+            &format!(
+                "{head}[[profile]]\nname=\"gpu\"\nmatch={{tags=[\"gpu\"]}}\nstorage_layout=\"lvm\""
+            ),
+            &[],
+            &[],
+        );
+        let c = load(&s).unwrap();
+        assert_eq!(c.profiles.list.len(), 1);
+        assert!(c.render().contains("[[profile]]"), "{}", c.render());
     }
 
     #[test]

@@ -18,6 +18,7 @@ pub mod http;
 pub mod lifecycle;
 pub mod maas;
 pub mod metrics;
+pub mod profile;
 pub mod provision;
 pub mod run;
 pub mod shutdown;

@@ -16,6 +16,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crate::maas::{Machine, NodeStatus, PowerState};
+use crate::profile::StorageLayout;
 
 /// The state the operator wants selected machines in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -88,6 +89,8 @@ pub enum Action {
     },
     /// Run the power helper script and set the power parameters it returns.
     PowerHelper,
+    /// Set the storage layout the machine's profile asks for (only while Ready).
+    SetStorageLayout(StorageLayout),
 }
 
 /// An [`Action`] without its data: what the memo and metrics count.
@@ -103,6 +106,7 @@ pub enum ActionKind {
     RelinkDhcp,
     PowerHelper,
     Provision,
+    SetStorageLayout,
 }
 
 impl ActionKind {
@@ -117,6 +121,7 @@ impl ActionKind {
             ActionKind::RelinkDhcp => "relink_dhcp",
             ActionKind::PowerHelper => "power_helper",
             ActionKind::Provision => "provision",
+            ActionKind::SetStorageLayout => "set_storage_layout",
         }
     }
 }
@@ -132,6 +137,7 @@ impl Action {
             Action::Rename(_) => ActionKind::Rename,
             Action::RelinkDhcp { .. } => ActionKind::RelinkDhcp,
             Action::PowerHelper => ActionKind::PowerHelper,
+            Action::SetStorageLayout(_) => ActionKind::SetStorageLayout,
         }
     }
 }
@@ -256,11 +262,50 @@ impl Step {
     }
 }
 
-/// Decide the next step for one machine.
+/// What a machine's deploy profile (`crate::profile`) changes in the table: its own
+/// target, whether it is provisioned, and a storage layout to set while Ready.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProfileChoice {
+    pub target: Target,
+    pub provisioning: bool,
+    pub storage_layout: Option<StorageLayout>,
+}
+
+impl ProfileChoice {
+    /// The global policy's choices: what a machine no profile matches gets.
+    pub fn global(policy: &Policy) -> Self {
+        ProfileChoice {
+            target: policy.target,
+            provisioning: policy.provisioning,
+            storage_layout: None,
+        }
+    }
+}
+
+/// Decide the next step for one machine under the global policy alone.
 pub fn decide(
     m: &Machine,
     provision: Provision,
     policy: &Policy,
+    memo: &Memo,
+    now: Instant,
+) -> Step {
+    decide_for(
+        m,
+        provision,
+        policy,
+        &ProfileChoice::global(policy),
+        memo,
+        now,
+    )
+}
+
+/// Decide the next step for one machine whose profile made `choice`.
+pub fn decide_for(
+    m: &Machine,
+    provision: Provision,
+    policy: &Policy,
+    choice: &ProfileChoice,
     memo: &Memo,
     now: Instant,
 ) -> Step {
@@ -269,7 +314,7 @@ pub fn decide(
             return Step::Hold(Hold::SkipTag);
         }
     }
-    let step = decide_status(m, provision, policy, memo, now);
+    let step = decide_status(m, provision, policy, choice, memo, now);
     match step {
         Step::Act(a) => {
             if m.locked == Some(true) {
@@ -312,6 +357,7 @@ fn decide_status(
     m: &Machine,
     provision: Provision,
     policy: &Policy,
+    choice: &ProfileChoice,
     memo: &Memo,
     now: Instant,
 ) -> Step {
@@ -338,7 +384,19 @@ fn decide_status(
                 Step::Act(Action::Commission)
             }
         }
-        Ready => match policy.target {
+        // MAAS accepts a storage layout only while Ready, and commissioning resets it:
+        // set it in each Ready episode, before allocating (or before stopping at Ready).
+        Ready
+            if choice
+                .storage_layout
+                .is_some_and(|_| !memo.sent(ActionKind::SetStorageLayout)) =>
+        {
+            match choice.storage_layout {
+                Some(l) => Step::Act(Action::SetStorageLayout(l)),
+                None => Step::Done,
+            }
+        }
+        Ready => match choice.target {
             Target::Ready => Step::Done,
             Target::Deployed => {
                 if policy.relink_dhcp && !memo.sent(ActionKind::RelinkDhcp) {
@@ -349,12 +407,12 @@ fn decide_status(
                 Step::Act(Action::Allocate)
             }
         },
-        Allocated => owned_by_other(m, policy).unwrap_or(match policy.target {
+        Allocated => owned_by_other(m, policy).unwrap_or(match choice.target {
             Target::Ready => Step::Done,
             Target::Deployed => Step::Act(Action::Deploy),
         }),
         Deployed => {
-            owned_by_other(m, policy).unwrap_or(match (policy.target, policy.provisioning) {
+            owned_by_other(m, policy).unwrap_or(match (choice.target, choice.provisioning) {
                 (Target::Ready, _) | (Target::Deployed, false) => Step::Done,
                 (Target::Deployed, true) => match provision {
                     Provision::Done => Step::Done,
@@ -727,6 +785,64 @@ mod tests {
         assert_eq!(
             decide(&m, Provision::Pending, &p, &memo, now),
             Step::Act(Action::Allocate)
+        );
+    }
+
+    /// A profile's storage layout is set once per Ready episode, then the machine goes on
+    /// to its profile's target; a profile can stop at Ready while the global goes on.
+    #[test]
+    fn profile_storage_layout_precedes_allocate_and_profile_target_wins() {
+        let now = Instant::now();
+        let m = machine(Ready, None, PowerState::Off);
+        let lvm = ProfileChoice {
+            target: Target::Deployed,
+            provisioning: false,
+            storage_layout: Some(StorageLayout::Lvm),
+        };
+        let mut memo = Memo::default();
+        memo.observe(Ready);
+        assert_eq!(
+            decide_for(&m, Provision::Pending, &policy(), &lvm, &memo, now),
+            Step::Act(Action::SetStorageLayout(StorageLayout::Lvm))
+        );
+        memo.sent.push(ActionKind::SetStorageLayout);
+        assert_eq!(
+            decide_for(&m, Provision::Pending, &policy(), &lvm, &memo, now),
+            Step::Act(Action::Allocate)
+        );
+        // Commissioning again resets the layout in MAAS: the next Ready sets it again.
+        memo.observe(Commissioning);
+        memo.observe(Ready);
+        assert_eq!(
+            decide_for(&m, Provision::Pending, &policy(), &lvm, &memo, now),
+            Step::Act(Action::SetStorageLayout(StorageLayout::Lvm))
+        );
+        let ready = ProfileChoice {
+            target: Target::Ready,
+            ..lvm
+        };
+        memo.sent.push(ActionKind::SetStorageLayout);
+        assert_eq!(
+            decide_for(&m, Provision::Pending, &policy(), &ready, &memo, now),
+            Step::Done
+        );
+        let provisioned = ProfileChoice {
+            target: Target::Deployed,
+            provisioning: true,
+            storage_layout: None,
+        };
+        let d = machine(Deployed, Some("maas-flow"), PowerState::On);
+        assert_eq!(
+            decide_for(
+                &d,
+                Provision::Pending,
+                &policy(),
+                &provisioned,
+                &Memo::default(),
+                now
+            ),
+            Step::Provision,
+            "the profile's own provisioning step runs though the global has none"
         );
     }
 

@@ -35,7 +35,13 @@ enum Command {
         timeout: Duration,
     },
     /// Validate the configuration, print it (API key masked), and exit.
-    CheckConfig,
+    CheckConfig {
+        /// Print which deploy profile a machine would get: `HOSTNAME[,TAG...]`, where
+        /// `zone=NAME` and `pool=NAME` items give its zone and pool (default `default`).
+        /// Repeatable.
+        #[arg(long, value_name = "HOSTNAME[,TAG...]")]
+        explain: Vec<String>,
+    },
 }
 
 /// Flags override the file and the environment. The original tool's single-dash
@@ -199,9 +205,16 @@ fn main() -> ExitCode {
                         return ExitCode::from(2);
                     }
                 };
-            if matches!(cmd, Command::CheckConfig) {
+            if let Command::CheckConfig { explain } = &cmd {
                 for w in &cfg.warnings {
                     eprintln!("warning: {w}");
+                }
+                if !explain.is_empty() {
+                    for e in explain {
+                        let ex = maas_flow::profile::Example::parse(e);
+                        print!("{}", cfg.profiles.explain(&ex));
+                    }
+                    return ExitCode::SUCCESS;
                 }
                 print!("{}", cfg.render());
                 println!("# configuration is valid");

@@ -12,9 +12,10 @@ use tracing::{error, info, warn};
 
 use crate::actors::{Deps, Poller, PowerHelper, ProvisionDeps, Supervisor};
 use crate::backoff::Backoff;
-use crate::config::{Config, ProvisionerKind};
+use crate::config::Config;
 use crate::maas::{ApiVersion, ClientSettings, MaasClient};
 use crate::metrics::Metrics;
+use crate::profile::ProvisionTarget;
 use crate::provision::http::HttpProvisioner;
 use crate::provision::script::ScriptProvisioner;
 use crate::provision::store::FileStore;
@@ -169,14 +170,14 @@ pub async fn start(cfg: &Config) -> Result<Controller, StartError> {
         })?)),
         _ => None,
     };
-    let provisioner = match &cfg.provisioner {
-        ProvisionerKind::None => None,
-        ProvisionerKind::Script(path) => Some(Provisioner::Script(ScriptProvisioner {
+    let make = |kind: &ProvisionTarget| match kind {
+        ProvisionTarget::None => None,
+        ProvisionTarget::Script(path) => Some(Provisioner::Script(ScriptProvisioner {
             path: path.clone(),
             ttl: s.provision.ttl,
             output_limit: s.provision.output_limit,
         })),
-        ProvisionerKind::Http(url) => Some(Provisioner::Http(HttpProvisioner::new(
+        ProvisionTarget::Http(url) => Some(Provisioner::Http(HttpProvisioner::new(
             url.clone(),
             s.provision.poll_interval.unwrap_or(s.maas.period),
             s.provision.ttl,
@@ -184,6 +185,14 @@ pub async fn start(cfg: &Config) -> Result<Controller, StartError> {
             tls_for(cfg),
         ))),
     };
+    let provisioner = make(&cfg.profiles.global.provision);
+    let by_profile: std::collections::HashMap<String, Provisioner> = cfg
+        .profiles
+        .list
+        .iter()
+        .filter(|p| p.own_provisioner)
+        .filter_map(|p| make(&p.provision).map(|v| (p.name.clone(), v)))
+        .collect();
     let deps = Rc::new(Deps {
         client: client.clone(),
         policy,
@@ -192,8 +201,10 @@ pub async fn start(cfg: &Config) -> Result<Controller, StartError> {
         op_permits: Arc::new(Semaphore::new(s.limits.max_ops_in_flight)),
         retry_base: s.limits.retry_base,
         retry_cap: s.limits.retry_cap,
-        provision: provisioner.map(|p| ProvisionDeps {
-            provisioner: p,
+        profiles: Arc::new(cfg.profiles.clone()),
+        provision: cfg.profiles.any_provisioning().then(|| ProvisionDeps {
+            provisioner,
+            by_profile,
             permits: Arc::new(Semaphore::new(s.provision.max_concurrent)),
             retry_base: s.provision.retry_base,
             retry_cap: s.provision.retry_cap,

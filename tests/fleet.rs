@@ -169,3 +169,241 @@ async fn a_single_tag_and_exact_pools_are_filtered_by_maas() {
     stop(ctrl).await;
     sim.stop().await;
 }
+
+fn params_of(sim: &maas_flow::sim::Sim, id: &str, op: &str) -> Vec<Vec<(String, String)>> {
+    sim.ops()
+        .into_iter()
+        .filter(|o| o.system_id.as_deref() == Some(id) && o.op == op && o.http_status == 200)
+        .map(|o| o.params)
+        .collect()
+}
+
+fn pairs(v: &[(&str, &str)]) -> Vec<(String, String)> {
+    v.iter()
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .collect()
+}
+
+/// The README's worked example: a `gpu` tag gets noble, LVM and its own provisioning
+/// script; pool `storage` stops at Ready with its own commissioning scripts; everything
+/// else gets the global settings. Every MAAS request is checked with its parameters.
+#[actix_rt::test]
+async fn profiles_produce_exactly_their_maas_requests() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("gpu-provisioned");
+    let script = dir.path().join("gpu-provision.sh");
+    std::fs::write(
+        &script,
+        format!("#!/bin/sh\nprintf '%s\\n' \"$@\" >> '{}'\n", out.display()),
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let user_data = dir.path().join("gpu-cloud-init.yaml");
+    std::fs::write(&user_data, "#cloud-config\npackages: [nvidia-driver]\n").unwrap();
+
+    let mut rack = scenario::rack(3);
+    rack[0].tags = vec!["gpu".into()];
+    rack[1].pool = "storage".into();
+    let ids: Vec<String> = rack.iter().map(|m| m.system_id.clone()).collect();
+    let sim = start_sim(rack, fast_timings());
+    let ctrl = start_toml(
+        &sim,
+        &format!(
+            r#"
+[filter.hosts]
+include = [".*"]
+[filter.zones]
+include = ["default"]
+
+[commission]
+enable_ssh = true
+skip_networking = true
+commissioning_scripts = ["20-maas-01-install-lldpd", "custom-bios-check"]
+testing_scripts = ["smartctl-validate", "memtester"]
+
+[[profile]]
+name = "gpu"
+match = {{ tags = ["gpu"] }}
+distro_series = "noble"
+storage_layout = "lvm"
+user_data = "@{}"
+enable_hw_sync = true
+provision_script = "{}"
+
+[[profile]]
+name = "storage"
+match = {{ pools = ["storage"] }}
+target = "ready"
+skip_bmc_config = true
+commissioning_scripts = ["storage-burn-in"]
+testing_scripts = ["none"]
+"#,
+            user_data.display(),
+            script.display()
+        ),
+    )
+    .await;
+    wait_for(
+        "the gpu machine provisioned",
+        Duration::from_secs(45),
+        || std::fs::read_to_string(&out).is_ok_and(|s| s.contains(&ids[0])),
+    )
+    .await;
+    settle(&ctrl, Duration::from_secs(45)).await;
+
+    let global_commission = pairs(&[
+        ("enable_ssh", "true"),
+        ("skip_networking", "true"),
+        (
+            "commissioning_scripts",
+            "20-maas-01-install-lldpd,custom-bios-check",
+        ),
+        ("testing_scripts", "smartctl-validate,memtester"),
+    ]);
+    // gpu: commission, storage layout while Ready, allocate, deploy noble, provision.
+    assert_eq!(
+        ops_for(&sim, &ids[0]),
+        [
+            "commission",
+            "set_storage_layout",
+            "allocate",
+            "deploy",
+            "set_workload_annotations"
+        ]
+    );
+    assert_eq!(
+        params_of(&sim, &ids[0], "commission"),
+        [global_commission]
+    );
+    assert_eq!(
+        params_of(&sim, &ids[0], "set_storage_layout"),
+        [pairs(&[("storage_layout", "lvm")])]
+    );
+    assert_eq!(
+        params_of(&sim, &ids[0], "deploy"),
+        [pairs(&[
+            ("distro_series", "noble"),
+            ("user_data", "<elided>"),
+            ("enable_hw_sync", "true")
+        ])]
+    );
+    let m0 = sim.machines()[0].clone();
+    assert_eq!(m0.storage_layout.as_deref(), Some("lvm"));
+    assert_eq!(m0.distro_series, "noble");
+    let args = std::fs::read_to_string(&out).unwrap();
+    assert_eq!(args.lines().next(), Some(ids[0].as_str()), "{args}");
+
+    // storage: commissioned with its own options, then left Ready.
+    assert_eq!(ops_for(&sim, &ids[1]), ["commission"]);
+    assert_eq!(
+        params_of(&sim, &ids[1], "commission"),
+        [pairs(&[
+            ("enable_ssh", "true"),
+            ("skip_bmc_config", "true"),
+            ("skip_networking", "true"),
+            ("commissioning_scripts", "storage-burn-in"),
+            ("testing_scripts", "none"),
+        ])]
+    );
+    assert_eq!(
+        sim.status_of(&ids[1]),
+        Some(maas_flow::maas::NodeStatus::Ready)
+    );
+
+    // No profile: the global settings, no provisioning step.
+    assert_eq!(ops_for(&sim, &ids[2]), ["commission", "allocate", "deploy"]);
+    assert_eq!(
+        params_of(&sim, &ids[2], "deploy"),
+        [pairs(&[("distro_series", "jammy")])]
+    );
+    assert_eq!(args.lines().filter(|l| l.starts_with("node")).count(), 1);
+
+    let board = |i: usize| ctrl.board.get(&ids[i]).unwrap();
+    assert_eq!(board(0).profile.as_deref(), Some("gpu"));
+    assert_eq!(board(1).profile.as_deref(), Some("storage"));
+    assert_eq!(board(1).target, "ready");
+    assert_eq!(board(2).profile, None);
+    assert!(sim.duplicate_ops().is_empty(), "{:?}", sim.duplicate_ops());
+    stop(ctrl).await;
+    sim.stop().await;
+}
+
+const PROFILES_TOML: &str = r#"
+[maas]
+api_key = "ck:tk:sup3rsecret"
+
+[[profile]]
+name = "gpu"
+match = { tags = ["gpu"] }
+distro_series = "noble"
+storage_layout = "lvm"
+
+[[profile]]
+name = "storage"
+match = { pools = ["storage"], hosts = ["st-.*"] }
+target = "ready"
+"#;
+
+fn check_config(toml: &str, args: &[&str]) -> (Option<i32>, String, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("c.toml");
+    std::fs::write(&cfg, toml).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_maas-flow"))
+        .arg("--config")
+        .arg(&cfg)
+        .arg("check-config")
+        .args(args)
+        .env_remove("MAAS_FLOW_CONFIG")
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn check_config_explain_names_the_profile_a_machine_gets() {
+    let (code, out, err) = check_config(
+        PROFILES_TOML,
+        &[
+            "--explain",
+            "node-7,fast,gpu",
+            "--explain",
+            "st-01,pool=storage",
+            "--explain",
+            "node-8,pool=storage",
+        ],
+    );
+    assert_eq!(code, Some(0), "{err}");
+    let blocks: Vec<&str> = out.split("\n").filter(|l| !l.starts_with("  ")).collect();
+    assert_eq!(
+        blocks[..3],
+        [
+            "node-7 (zone default, pool default, tags [fast, gpu]): profile gpu",
+            "st-01 (zone default, pool storage, tags []): profile storage",
+            "node-8 (zone default, pool storage, tags []): no profile matches; global settings",
+        ],
+        "{out}"
+    );
+    assert!(
+        out.contains("  distro_series = noble\n  storage_layout = lvm\n"),
+        "{out}"
+    );
+    assert!(out.contains("  target = ready\n"), "{out}");
+    assert!(!out.contains("sup3rsecret"));
+}
+
+#[test]
+fn check_config_rejects_a_bad_profile_naming_its_key() {
+    let bad = PROFILES_TOML.replace(r#"hosts = ["st-.*"]"#, r#"hosts = ["st-("]"#);
+    let (code, _, err) = check_config(&bad, &["--explain", "x"]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("`profile[1].match.hosts`"), "{err}");
+    let bad = PROFILES_TOML.replace("storage_layout", "storage_layot");
+    let (code, _, err) = check_config(&bad, &[]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("`profile[0].storage_layot`"), "{err}");
+}

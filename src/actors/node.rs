@@ -16,8 +16,11 @@ use tracing_actix::ActorInstrument;
 
 use super::{Observed, Retire, SharedDeps};
 use crate::backoff::Backoff;
-use crate::lifecycle::{self, Action, ActionKind, Hold, Memo, Provision, Step, Wait};
+use crate::lifecycle::{
+    self, Action, ActionKind, Hold, Memo, ProfileChoice, Provision, Step, Wait,
+};
 use crate::maas::{parse_machine, ErrorClass, MaasError, Machine, NodeStatus, Request};
+use crate::profile::Profile;
 use crate::provision::{
     self, store::Record, Job, ProvisionError, ANNOTATION_ATTEMPTS, ANNOTATION_PROVISIONED,
 };
@@ -70,6 +73,8 @@ pub struct NodeActor {
     span: Span,
     /// What the board shows for this machine, to skip rewriting an unchanged row.
     published: Option<Published>,
+    /// The deploy profile the machine's latest observation picks.
+    profile: Arc<Profile>,
 }
 
 /// The inputs of the last board row written.
@@ -85,6 +90,7 @@ struct Published {
     hostname: String,
     zone: String,
     owner: Option<String>,
+    profile: String,
 }
 
 impl NodeActor {
@@ -98,7 +104,9 @@ impl NodeActor {
             .unwrap_or_else(|| Backoff::new(Duration::from_secs(30), Duration::from_secs(600)));
         let mut memo = Memo::default();
         memo.observe(machine.status);
+        let profile = deps.profiles.for_machine(&machine).clone();
         NodeActor {
+            profile,
             system_id: machine.system_id.clone(),
             seen_at: fetched_at,
             last_write: None,
@@ -140,6 +148,16 @@ impl NodeActor {
             .as_ref()
             .is_some_and(|t| m.tag_names.contains(t) && !self.machine.tag_names.contains(t));
         self.machine = m;
+        // Tags, pool, zone or name may have changed: pick the profile again.
+        let p = self.deps.profiles.for_machine(&self.machine);
+        if !Arc::ptr_eq(p, &self.profile) {
+            info!(
+                from = self.profile.label().unwrap_or("-"),
+                to = p.label().unwrap_or("-"),
+                "deploy profile changed"
+            );
+            self.profile = p.clone();
+        }
         if retry_requested {
             self.operator_retry();
         }
@@ -234,9 +252,10 @@ impl NodeActor {
         if self.deps.provision.is_some() && !self.deps.preview {
             let deps = self.deps.clone();
             let id = self.system_id.clone();
+            let profile = self.profile.clone();
             actix_rt::spawn(async move {
-                if let Some(p) = &deps.provision {
-                    p.provisioner.clear(&id).await;
+                if let Some(p) = provisioner_for(&deps, &profile) {
+                    p.clear(&id).await;
                 }
             });
         }
@@ -298,10 +317,16 @@ impl NodeActor {
             return;
         }
         let now = Instant::now();
-        let step = lifecycle::decide(
+        let choice = ProfileChoice {
+            target: self.profile.target,
+            provisioning: self.profile.provisioning() && self.deps.provision.is_some(),
+            storage_layout: self.profile.storage_layout,
+        };
+        let step = lifecycle::decide_for(
             &self.machine,
             self.provision.phase,
             &self.deps.policy,
+            &choice,
             &self.memo,
             now,
         );
@@ -349,9 +374,10 @@ impl NodeActor {
         self.publish_in_flight();
         let deps = self.deps.clone();
         let m = self.machine.clone();
+        let profile = self.profile.clone();
         let fut = async move {
             let _permit = deps.op_permits.clone().acquire_owned().await;
-            execute(&deps, &m, &action).await
+            execute(&deps, &m, &profile, &action).await
         };
         ctx.spawn(
             fut.into_actor(self)
@@ -471,6 +497,7 @@ impl NodeActor {
         self.publish_in_flight();
         let m = self.machine.clone();
         let deps = self.deps.clone();
+        let profile = self.profile.clone();
         let fut = async move {
             let _permit = permits.acquire_owned().await;
             let started = Instant::now();
@@ -483,8 +510,8 @@ impl NodeActor {
                         ip,
                         mac: m.macs().first().map(|s| s.to_string()).unwrap_or_default(),
                     };
-                    match &deps.provision {
-                        Some(p) => p.provisioner.run(&job).await,
+                    match provisioner_for(&deps, &profile) {
+                        Some(p) => p.run(&job).await,
                         None => Ok(()),
                     }
                 }
@@ -663,7 +690,8 @@ impl NodeActor {
             status_code: m.status.code(),
             power_state: m.power_state.as_str().to_string(),
             owner: m.owner.clone(),
-            target: format!("{:?}", self.deps.policy.target).to_ascii_lowercase(),
+            target: format!("{:?}", self.profile.target).to_ascii_lowercase(),
+            profile: self.profile.label().map(str::to_string),
             step: step.label(),
             provisioning: self.provisioning_label().to_string(),
             action_in_flight: self.in_flight.map(|k| k.as_str().to_string()),
@@ -694,6 +722,7 @@ impl NodeActor {
             && p.hostname == m.hostname
             && p.zone == m.zone_name()
             && p.owner == m.owner
+            && p.profile == self.profile.name
     }
 
     /// Update the board, and log when the step changes in a way an operator cares about.
@@ -712,6 +741,7 @@ impl NodeActor {
             hostname: self.machine.hostname.clone(),
             zone: self.machine.zone_name().to_string(),
             owner: self.machine.owner.clone(),
+            profile: self.profile.name.clone(),
         });
         let mut view = self.view(step);
         let label = step.label();
@@ -754,19 +784,34 @@ fn persist(store: Arc<provision::store::FileStore>, id: String, r: Record) {
     });
 }
 
+/// The post-deploy step for a machine of `profile`: the profile's own, else the global.
+fn provisioner_for<'a>(
+    deps: &'a super::Deps,
+    profile: &Profile,
+) -> Option<&'a provision::Provisioner> {
+    let p = deps.provision.as_ref()?;
+    if profile.own_provisioner {
+        p.by_profile.get(&profile.name)
+    } else {
+        p.provisioner.as_ref()
+    }
+}
+
 /// Send one action to MAAS; returns the machine when MAAS answered with one.
 async fn execute(
     deps: &super::Deps,
     m: &Machine,
+    profile: &Profile,
     action: &Action,
 ) -> Result<Option<Machine>, MaasError> {
     let api = deps.client.api();
     let id = m.system_id.as_str();
     let reqs: Vec<Request> = match action {
         Action::PowerOff => vec![api.power_off(id)],
-        Action::Commission => vec![api.commission(id)],
+        Action::Commission => vec![api.commission(id, &profile.commission)],
         Action::Allocate => vec![api.allocate(id, m.fqdn.as_deref().unwrap_or(&m.hostname))],
-        Action::Deploy => vec![api.deploy(id, &deps.deploy)],
+        Action::Deploy => vec![api.deploy(id, &profile.deploy)],
+        Action::SetStorageLayout(l) => vec![api.set_storage_layout(id, l.as_str())],
         Action::Release => vec![api.release(id)],
         Action::Rename(h) => vec![api.rename(id, h)],
         Action::RelinkDhcp {

@@ -649,6 +649,9 @@ fn dispatch_v2(call: &Call, state: &SimState) -> HttpResponse {
                         "abort" => w.abort(i, user),
                         "mark_broken" => w.mark_broken(i, user),
                         "mark_fixed" => w.mark_fixed(i),
+                        "set_storage_layout" => {
+                            w.set_storage_layout(i, user, call.param("storage_layout"))
+                        }
                         "set_workload_annotations" | "set_owner_data" => {
                             w.set_annotations(i, user, &call.form)
                         }

@@ -75,6 +75,8 @@ pub struct SimMachine {
     pub osystem: String,
     pub distro_series: String,
     pub locked: bool,
+    /// The layout `op=set_storage_layout` last applied; commissioning resets it.
+    pub storage_layout: Option<String>,
     /// Commissioned at least once: a release then ends Ready, not New.
     pub commissioned: bool,
     /// The status before `mark_broken`, so `mark_fixed` can go back to Deployed.
@@ -131,6 +133,7 @@ impl SimMachine {
             osystem: String::new(),
             distro_series: String::new(),
             locked: false,
+            storage_layout: None,
             commissioned: false,
             broken_from: None,
             fail_next_commission: false,
@@ -535,12 +538,42 @@ impl World {
                 .gen_bool(self.timings.fail_commission.clamp(0.0, 1.0));
         let m = &mut self.machines[i];
         m.fail_next_commission = false;
+        m.storage_layout = None;
         m.power_state = PowerState::On;
         m.status_message = Some("Commissioning".into());
         let to = if fail { FailedCommissioning } else { Ready };
         self.set_status(i, Commissioning, None);
         let t = self.timings.commission;
         self.schedule(i, t, to);
+        Reply::Machine(i)
+    }
+
+    /// `op=set_storage_layout`: MAAS 3.4 allows it only while Ready (maas-api.md;
+    /// `src/maasserver/api/machines.py`), for the layouts of `storage_layouts.py`.
+    pub fn set_storage_layout(&mut self, i: usize, user: &str, layout: Option<&str>) -> Reply {
+        if !self.can_edit(i, user) {
+            return err(403, "");
+        }
+        if self.machines[i].status != NodeStatus::Ready {
+            return err(
+                409,
+                "Cannot change the storage layout on a machine that is not Ready.",
+            );
+        }
+        const LAYOUTS: [&str; 7] = ["flat", "lvm", "bcache", "vmfs6", "vmfs7", "custom", "blank"];
+        let Some(layout) = layout.filter(|l| LAYOUTS.contains(l)) else {
+            return json_err(
+                400,
+                "storage_layout",
+                &format!(
+                    "Select a valid choice. {} is not one of the available choices.",
+                    layout.unwrap_or("")
+                ),
+            );
+        };
+        let m = &mut self.machines[i];
+        m.storage_layout = Some(layout.to_string());
+        m.cache = None;
         Reply::Machine(i)
     }
 
