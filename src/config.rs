@@ -279,6 +279,10 @@ impl Default for LogSettings {
     }
 }
 
+/// The shortest `maas.period` accepted. Shorter is a typo (`1ms` for `1m`): every
+/// period costs the region a full list. The simulator tests run at 100 ms+.
+pub const MIN_PERIOD: Duration = Duration::from_millis(100);
+
 /// A configuration problem, naming the key.
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 #[error("configuration error: `{key}`: {problem}")]
@@ -342,8 +346,24 @@ impl Config {
     }
 
     /// The effective configuration as TOML, with the API key masked.
+    ///
+    /// When `filter.json` is set it replaces `[filter.hosts]`/`[filter.zones]`; those
+    /// tables are printed with the filter actually in force, so an empty include list
+    /// never reads as "everything" while the JSON says otherwise.
     pub fn render(&self) -> String {
-        toml::to_string_pretty(&self.settings).unwrap_or_else(|e| format!("# cannot render: {e}\n"))
+        let mut shown = self.settings.clone();
+        let mut head = String::new();
+        if non_empty(&shown.filter.json).is_some() {
+            shown.filter.hosts = self.filter.spec().hosts.clone();
+            shown.filter.zones = self.filter.spec().zones.clone();
+            head.push_str(
+                "# filter.json is set: [filter.hosts] and [filter.zones] below show the filter it defines.\n",
+            );
+        }
+        match toml::to_string_pretty(&shown) {
+            Ok(t) => head + &t,
+            Err(e) => format!("# cannot render: {e}\n"),
+        }
     }
 }
 
@@ -368,9 +388,113 @@ impl Sources {
 }
 
 /// Load and validate. Reads the key file and filter/mapping files; makes no request.
+///
+/// An error about a key that a flag or an environment variable set names that flag or
+/// variable too: the operator looking at the file would otherwise not find the value.
 pub fn load(src: &Sources) -> Result<Config, ConfigError> {
-    let settings = load_settings(src)?;
-    validate(settings)
+    load_settings(src)
+        .and_then(validate)
+        .map_err(|e| name_the_source(e, src))
+}
+
+/// The environment variable that sets `key` (`maas.period` → `MAAS_FLOW_MAAS__PERIOD`).
+pub fn env_name(key: &str) -> String {
+    format!("MAAS_FLOW_{}", key.replace('.', "__").to_ascii_uppercase())
+}
+
+/// Append where a bad value came from when it was not the file: a flag wins over the
+/// environment, which wins over the file.
+fn name_the_source(mut e: ConfigError, src: &Sources) -> ConfigError {
+    let under = |k: &str| k == e.key || k.starts_with(&format!("{}.", e.key));
+    if let Some((k, _)) = src.overrides.iter().rev().find(|(k, _)| under(k)) {
+        let flag = if k == &e.key {
+            String::new()
+        } else {
+            format!(" ({k})")
+        };
+        e.problem
+            .push_str(&format!(" (set by a command-line flag{flag})"));
+        return e;
+    }
+    let mut vars: Vec<&str> = src
+        .env
+        .iter()
+        .filter(|(k, _)| k.starts_with("MAAS_FLOW_") && k.as_str() != "MAAS_FLOW_CONFIG")
+        .filter(|(k, _)| {
+            let key = k["MAAS_FLOW_".len()..]
+                .to_ascii_lowercase()
+                .replace("__", ".");
+            under(&key)
+        })
+        .map(|(k, _)| k.as_str())
+        .collect();
+    let legacy = match e.key.as_str() {
+        "provision.url" | "provision.script" => Some("PROVISION_URL"),
+        "provision.ttl" => Some("PROVISION_TTL"),
+        _ => None,
+    };
+    if let Some(name) = legacy {
+        if src
+            .env
+            .iter()
+            .any(|(k, v)| k == name && !v.trim().is_empty())
+        {
+            vars.push(name);
+        }
+    }
+    if !vars.is_empty() {
+        e.problem.push_str(&format!(
+            " (set by environment variable {})",
+            vars.join(", ")
+        ));
+    }
+    e
+}
+
+/// Keys whose value is a list (`filter.hosts.include`, ...), found from the defaults so
+/// a list key added to [`Settings`] is covered without being named here. From the
+/// environment they take a JSON array (`["rack1-.*","spare"]`) or comma-separated values
+/// (`rack1-.*,spare`); use the JSON form for a pattern that itself holds a comma.
+pub fn list_keys() -> Vec<String> {
+    fn walk(prefix: &str, v: &toml::Value, out: &mut Vec<String>) {
+        match v {
+            toml::Value::Array(_) => out.push(prefix.to_string()),
+            toml::Value::Table(t) => {
+                for (k, v) in t {
+                    let key = if prefix.is_empty() {
+                        k.clone()
+                    } else {
+                        format!("{prefix}.{k}")
+                    };
+                    walk(&key, v, out);
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    if let Ok(v) = toml::Value::try_from(Settings::default()) {
+        walk("", &v, &mut out);
+    }
+    out
+}
+
+/// A list-valued key's value from the environment.
+fn env_list(var: &str, key: &str, v: &str) -> Result<Vec<String>, ConfigError> {
+    let t = v.trim();
+    if t.starts_with('[') {
+        return serde_json::from_str::<Vec<String>>(t).map_err(|e| {
+            bad(
+                key,
+                format!("{var}: not a JSON array of strings ({e}); or give comma-separated values"),
+            )
+        });
+    }
+    Ok(t.split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .map(str::to_string)
+        .collect())
 }
 
 pub fn load_settings(src: &Sources) -> Result<Settings, ConfigError> {
@@ -397,10 +521,19 @@ pub fn load_settings(src: &Sources) -> Result<Settings, ConfigError> {
         b = b.add_source(File::from_str(&text, FileFormat::Toml));
     }
     let mut env: HashMap<String, String> = HashMap::new();
+    let list_keys = list_keys();
+    let mut lists: Vec<(&str, Vec<String>)> = Vec::new();
     for (k, v) in &src.env {
         // MAAS_FLOW_CONFIG names the file itself; it is not a setting.
         if k.starts_with("MAAS_FLOW_") && k != "MAAS_FLOW_CONFIG" {
-            env.insert(k.clone(), v.clone());
+            let key = k["MAAS_FLOW_".len()..]
+                .to_ascii_lowercase()
+                .replace("__", ".");
+            if let Some(list_key) = list_keys.iter().find(|l| **l == key) {
+                lists.push((list_key, env_list(k, list_key, v)?));
+            } else {
+                env.insert(k.clone(), v.clone());
+            }
         }
     }
     b = b.add_source(
@@ -430,6 +563,9 @@ pub fn load_settings(src: &Sources) -> Result<Settings, ConfigError> {
             }
             _ => {}
         }
+    }
+    for (k, v) in lists {
+        b = b.set_override(k, v).map_err(|e| bad(k, e.to_string()))?;
     }
     for (k, v) in &src.overrides {
         b = b
@@ -542,7 +678,16 @@ fn validate(mut s: Settings) -> Result<Config, ConfigError> {
         s.maas.api_key = Some("***:***:***".into());
     }
 
-    positive(&s.maas.period, "maas.period")?;
+    if s.maas.period < MIN_PERIOD {
+        return Err(bad(
+            "maas.period",
+            format!(
+                "{} is too short: a full list every period must be possible; use at least {} (15s is usual)",
+                humantime::format_duration(s.maas.period),
+                humantime::format_duration(MIN_PERIOD)
+            ),
+        ));
+    }
     positive(&s.maas.request_timeout, "maas.request_timeout")?;
     positive(&s.maas.list_timeout, "maas.list_timeout")?;
     if s.maas.max_body_mib == 0 {
@@ -672,15 +817,7 @@ fn validate(mut s: Settings) -> Result<Config, ConfigError> {
             ),
         ));
     }
-    if tracing_subscriber::EnvFilter::try_new(&s.log.level).is_err() {
-        return Err(bad(
-            "log.level",
-            format!(
-                "`{}` is not a level or filter (try info, debug)",
-                s.log.level
-            ),
-        ));
-    }
+    s.log.level = log_filter(&s.log.level)?;
     positive(&s.shutdown_grace, "shutdown_grace")?;
     if let Some(ca) = non_empty(&s.tls.ca_file) {
         crate::tls::read_pem(ca).map_err(|e| bad("tls.ca_file", e.to_string()))?;
@@ -745,6 +882,49 @@ fn validate(mut s: Settings) -> Result<Config, ConfigError> {
         provisioner,
         warnings,
     })
+}
+
+/// The level names `log.level` accepts on their own, and what each means to tracing.
+const LEVELS: &[(&str, &str)] = &[
+    ("off", "off"),
+    ("error", "error"),
+    ("warn", "warn"),
+    ("warning", "warn"),
+    ("info", "info"),
+    ("debug", "debug"),
+    ("trace", "trace"),
+];
+
+/// Validate `log.level` and return the filter to install.
+///
+/// tracing reads a bare word as a *target* name (`inf0` = "everything from the module
+/// inf0"), which silences the service without a word. So each comma-separated part must
+/// be a level name (`warning` is read as `warn`) or a directive with `=`
+/// (`maas_flow=debug`), and the whole must parse as a tracing filter.
+pub fn log_filter(level: &str) -> Result<String, ConfigError> {
+    let reject = |why: String| {
+        bad(
+            "log.level",
+            format!("`{level}` {why}; use one of off, error, warn, info, debug, trace, or a filter like maas_flow=debug,info"),
+        )
+    };
+    let mut parts = Vec::new();
+    for part in level.split(',').map(str::trim) {
+        if part.is_empty() {
+            return Err(reject("has an empty part".into()));
+        }
+        if part.contains('=') {
+            parts.push(part.to_string());
+        } else if let Some((_, l)) = LEVELS.iter().find(|(n, _)| n.eq_ignore_ascii_case(part)) {
+            parts.push(l.to_string());
+        } else {
+            return Err(reject(format!("is not a level (`{part}`)")));
+        }
+    }
+    let filter = parts.join(",");
+    tracing_subscriber::EnvFilter::try_new(&filter)
+        .map_err(|e| reject(format!("is not a tracing filter ({e})")))?;
+    Ok(filter)
 }
 
 fn non_empty(v: &Option<String>) -> Option<&str> {
@@ -962,6 +1142,20 @@ mod tests {
             legacy_provision_url("http://h/p"),
             ("provision.url", "http://h/p".into())
         );
+    }
+
+    #[test]
+    fn list_keys_come_from_the_defaults() {
+        let keys = list_keys();
+        for k in [
+            "filter.hosts.include",
+            "filter.hosts.exclude",
+            "filter.zones.include",
+            "filter.zones.exclude",
+        ] {
+            assert!(keys.iter().any(|x| x == k), "{k} in {keys:?}");
+        }
+        assert!(!keys.iter().any(|x| x == "maas.url"));
     }
 
     #[test]

@@ -272,10 +272,7 @@ testing_scripts = ["none"]
             "set_workload_annotations"
         ]
     );
-    assert_eq!(
-        params_of(&sim, &ids[0], "commission"),
-        [global_commission]
-    );
+    assert_eq!(params_of(&sim, &ids[0], "commission"), [global_commission]);
     assert_eq!(
         params_of(&sim, &ids[0], "set_storage_layout"),
         [pairs(&[("storage_layout", "lvm")])]
