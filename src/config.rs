@@ -124,6 +124,8 @@ pub struct ProvisionSettings {
 pub struct RecoverySettings {
     pub recommission_attempts: u32,
     pub redeploy_attempts: u32,
+    /// Erase disks when maas-flow releases a machine: `none`, `quick` or `secure`.
+    pub erase: crate::maas::Erase,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -342,6 +344,7 @@ impl Config {
             retry_tag: s.lifecycle.retry_tag.clone().filter(|t| !t.is_empty()),
             recommission_attempts: s.recovery.recommission_attempts,
             redeploy_attempts: s.recovery.redeploy_attempts,
+            erase: s.recovery.erase,
         }
     }
 

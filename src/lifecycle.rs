@@ -52,6 +52,8 @@ pub struct Policy {
     pub recommission_attempts: u32,
     /// Release and redeploy after Failed deployment, up to this many times (0 = never).
     pub redeploy_attempts: u32,
+    /// Erase disks when we release (redeploy recovery).
+    pub erase: crate::maas::Erase,
 }
 
 impl Default for Policy {
@@ -68,6 +70,7 @@ impl Default for Policy {
             retry_tag: None,
             recommission_attempts: 0,
             redeploy_attempts: 0,
+            erase: crate::maas::Erase::None,
         }
     }
 }
@@ -450,12 +453,24 @@ fn decide_status(
                 Step::Hold(Hold::Status(m.status))
             }
         }
+        // Our erasing release failed: release (and erase) again within the redeploy
+        // budget, then quarantine.
+        FailedDiskErasing => {
+            if let Some(other) = owned_by_other(m, policy) {
+                other
+            } else if memo.redeploys < policy.redeploy_attempts {
+                Step::Act(Action::Release)
+            } else if policy.redeploy_attempts > 0 {
+                Step::Hold(Hold::Quarantined(m.status))
+            } else {
+                Step::Hold(Hold::Status(m.status))
+            }
+        }
         Missing
         | Reserved
         | Retired
         | Broken
         | FailedReleasing
-        | FailedDiskErasing
         | RescueMode
         | FailedEnteringRescueMode
         | FailedExitingRescueMode
@@ -750,6 +765,20 @@ mod tests {
         assert_eq!(
             decide(&m, Provision::Pending, &p, &Memo::default(), now),
             Step::Act(Action::Release)
+        );
+        // An erasing release that failed is released again, within the same budget.
+        let m = machine(FailedDiskErasing, Some("maas-flow"), PowerState::Off);
+        assert_eq!(
+            decide(&m, Provision::Pending, &p, &Memo::default(), now),
+            Step::Act(Action::Release)
+        );
+        let spent = Memo {
+            redeploys: 1,
+            ..Memo::default()
+        };
+        assert_eq!(
+            decide(&m, Provision::Pending, &p, &spent, now),
+            Step::Hold(Hold::Quarantined(FailedDiskErasing))
         );
     }
 

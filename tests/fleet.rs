@@ -404,3 +404,83 @@ fn check_config_rejects_a_bad_profile_naming_its_key() {
     assert_eq!(code, Some(2), "{err}");
     assert!(err.contains("`profile[0].storage_layot`"), "{err}");
 }
+
+/// Redeploy recovery releases with the configured erase; a machine whose erase fails is
+/// released (and erased) again within the same budget, then deploys.
+#[actix_rt::test]
+async fn redeploy_recovery_releases_with_erase_through_disk_erasing() {
+    let mut rack = scenario::rack(2);
+    rack[0].fail_next_deploy = true;
+    rack[1].fail_next_deploy = true;
+    rack[1].fail_next_erase = true;
+    let ids: Vec<String> = rack.iter().map(|m| m.system_id.clone()).collect();
+    let sim = start_sim(rack, fast_timings());
+    let ctrl = start(
+        &sim,
+        &[
+            ("recovery.redeploy_attempts", "2"),
+            ("recovery.erase", "secure"),
+            ("limits.retry_base", "50ms"),
+        ],
+    )
+    .await;
+    wait_for("both machines Deployed", Duration::from_secs(45), || {
+        ids.iter()
+            .all(|id| sim.status_of(id) == Some(maas_flow::maas::NodeStatus::Deployed))
+    })
+    .await;
+    settle(&ctrl, Duration::from_secs(30)).await;
+    let erase = pairs(&[("erase", "true"), ("secure_erase", "true")]);
+    assert_eq!(
+        ops_for(&sim, &ids[0]),
+        [
+            "commission",
+            "allocate",
+            "deploy",
+            "release",
+            "allocate",
+            "deploy"
+        ]
+    );
+    assert_eq!(
+        params_of(&sim, &ids[0], "release"),
+        std::slice::from_ref(&erase)
+    );
+    let changes: Vec<String> = sim.with_world(|w| {
+        w.events
+            .iter()
+            .filter(|e| e.node == ids[1] && e.kind == "Node changed status")
+            .map(|e| e.description.clone())
+            .collect()
+    });
+    let erasing: Vec<&str> = changes
+        .iter()
+        .map(String::as_str)
+        .filter(|d| d.contains("rasing"))
+        .collect();
+    assert_eq!(
+        erasing,
+        [
+            "From 'Failed deployment' to 'Disk erasing'",
+            "From 'Disk erasing' to 'Failed disk erasing'",
+            "From 'Failed disk erasing' to 'Disk erasing'",
+            "From 'Disk erasing' to 'Ready'",
+        ],
+        "{changes:?}"
+    );
+    assert_eq!(params_of(&sim, &ids[1], "release"), [erase.clone(), erase]);
+    assert_eq!(
+        ops_for(&sim, &ids[1]),
+        [
+            "commission",
+            "allocate",
+            "deploy",
+            "release",
+            "release",
+            "allocate",
+            "deploy"
+        ]
+    );
+    stop(ctrl).await;
+    sim.stop().await;
+}

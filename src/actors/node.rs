@@ -181,7 +181,9 @@ impl NodeActor {
             }
             match self.machine.status {
                 NodeStatus::Ready | NodeStatus::Deployed => self.recovery_backoff.reset(),
-                NodeStatus::FailedCommissioning | NodeStatus::FailedDeployment
+                NodeStatus::FailedCommissioning
+                | NodeStatus::FailedDeployment
+                | NodeStatus::FailedDiskErasing
                     if self.deps.policy.recommission_attempts
                         + self.deps.policy.redeploy_attempts
                         > 0 =>
@@ -404,7 +406,12 @@ impl NodeActor {
                     {
                         self.memo.recommissions += 1
                     }
-                    ActionKind::Release if self.machine.status == NodeStatus::FailedDeployment => {
+                    ActionKind::Release
+                        if matches!(
+                            self.machine.status,
+                            NodeStatus::FailedDeployment | NodeStatus::FailedDiskErasing
+                        ) =>
+                    {
                         self.memo.redeploys += 1
                     }
                     _ => {}
@@ -833,7 +840,7 @@ async fn execute(
         Action::Allocate => vec![api.allocate(id, m.fqdn.as_deref().unwrap_or(&m.hostname))],
         Action::Deploy => vec![api.deploy(id, &profile.deploy)],
         Action::SetStorageLayout(l) => vec![api.set_storage_layout(id, l.as_str())],
-        Action::Release => vec![api.release(id)],
+        Action::Release => vec![api.release_erasing(id, deps.policy.erase)],
         Action::Rename(h) => vec![api.rename(id, h)],
         Action::RelinkDhcp {
             interface,

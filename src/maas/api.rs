@@ -131,6 +131,19 @@ pub struct DeployParams {
     pub ephemeral_deploy: Option<bool>,
 }
 
+/// How disks are erased when maas-flow releases a machine (`recovery.erase`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Erase {
+    /// Release without erasing (MAAS may still erase if the region is set to).
+    #[default]
+    None,
+    /// Wipe the start and end of each disk.
+    Quick,
+    /// The disks' secure erase, falling back to overwriting them.
+    Secure,
+}
+
 /// `op=commission` options. MAAS reads only the last value of a repeated key, so
 /// script lists are sent as one comma-separated value.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -285,6 +298,21 @@ impl Api {
 
     pub fn release(&self, system_id: &str) -> Request {
         Request::new(Method::Post, self.item(system_id), Some("release"))
+    }
+
+    /// Release, erasing the disks first when asked (`erase=true` plus `quick_erase` or
+    /// `secure_erase`); MAAS then passes through Disk erasing.
+    pub fn release_erasing(&self, system_id: &str, erase: Erase) -> Request {
+        let r = self.release(system_id);
+        match erase {
+            Erase::None => r,
+            Erase::Quick => r
+                .with_form("erase", "true")
+                .with_form("quick_erase", "true"),
+            Erase::Secure => r
+                .with_form("erase", "true")
+                .with_form("secure_erase", "true"),
+        }
     }
 
     /// Set (or with an empty value, delete) workload annotations. 2.0 only.

@@ -8,7 +8,7 @@ pub mod client;
 pub mod model;
 pub mod status;
 
-pub use api::{Api, ApiVersion, CommissionParams, DeployParams, Method, Request};
+pub use api::{Api, ApiVersion, CommissionParams, DeployParams, Erase, Method, Request};
 pub use auth::ApiKey;
 pub use client::{ClientSettings, ErrorClass, MaasClient, MaasError};
 pub use model::{parse_machine, parse_machine_list, Machine, ParsedList};

@@ -645,7 +645,7 @@ fn dispatch_v2(call: &Call, state: &SimState) -> HttpResponse {
                         "deploy" => w.deploy(i, user, &call.form),
                         "power_on" => w.power_on(i, user),
                         "power_off" => w.power_off(i, user),
-                        "release" => w.release(i, user),
+"release" => w.release_with(i, user, &call.form),
                         "abort" => w.abort(i, user),
                         "mark_broken" => w.mark_broken(i, user),
                         "mark_fixed" => w.mark_fixed(i),

@@ -85,6 +85,8 @@ pub struct SimMachine {
     /// Force the next commissioning/deployment to fail (scenarios, demo).
     pub fail_next_commission: bool,
     pub fail_next_deploy: bool,
+    /// Force the next disk erasing to end in Failed disk erasing.
+    pub fail_next_erase: bool,
     #[serde(skip)]
     pub(crate) pending: Option<(Instant, NodeStatus)>,
     #[serde(skip)]
@@ -138,6 +140,7 @@ impl SimMachine {
             broken_from: None,
             fail_next_commission: false,
             fail_next_deploy: false,
+            fail_next_erase: false,
             pending: None,
             generation: 0,
             cache: None,
@@ -386,6 +389,10 @@ impl World {
             }
             NodeStatus::FailedDeployment => {
                 m.status_message = Some("Failed deployment".into());
+            }
+            NodeStatus::FailedDiskErasing => {
+                m.status_message = Some("Failed to erase disks".into());
+                m.power_state = PowerState::Off;
             }
             NodeStatus::Ready | NodeStatus::New => {
                 // End of a release.
@@ -701,7 +708,24 @@ impl World {
     }
 
     pub fn release(&mut self, i: usize, user: &str) -> Reply {
+        self.release_with(i, user, &[])
+    }
+
+    /// `op=release` with its form: `erase=true` (with `quick_erase`/`secure_erase`)
+    /// goes through Disk erasing to Ready, or Failed disk erasing (MAAS 3.4,
+    /// `api/machines.py` `release`).
+    pub fn release_with(&mut self, i: usize, user: &str, params: &[(String, String)]) -> Reply {
         use NodeStatus::*;
+        let flag = |k: &str| {
+            params
+                .iter()
+                .rev()
+                .find(|(p, _)| p == k)
+                .is_some_and(|(_, v)| {
+                    matches!(v.to_ascii_lowercase().as_str(), "true" | "1" | "on")
+                })
+        };
+        let erase = flag("erase");
         if !self.can_edit(i, user) {
             return err(403, "");
         }
@@ -731,9 +755,16 @@ impl World {
             l.ip_address = None;
         }
         let to = if m.commissioned { Ready } else { New };
-        self.set_status(i, Releasing, None);
         let t = self.timings.release;
-        self.schedule(i, t, to);
+        if erase {
+            let failed = std::mem::take(&mut m.fail_next_erase);
+            m.status_message = Some("Disk erasing".into());
+            self.set_status(i, DiskErasing, None);
+            self.schedule(i, t, if failed { FailedDiskErasing } else { to });
+        } else {
+            self.set_status(i, Releasing, None);
+            self.schedule(i, t, to);
+        }
         Reply::Machine(i)
     }
 
