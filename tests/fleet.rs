@@ -484,3 +484,107 @@ async fn redeploy_recovery_releases_with_erase_through_disk_erasing() {
     stop(ctrl).await;
     sim.stop().await;
 }
+
+/// The HTTP provisioner's job keeps the original four keys and adds the fleet facts.
+#[actix_rt::test]
+async fn the_http_job_carries_zone_pool_tags_addresses_series_and_profile() {
+    let mut rack = scenario::rack(1);
+    rack[0].tags = vec!["gpu".into(), "rack-7".into()];
+    rack[0].pool = "compute".into();
+    let sim = start_sim(rack, fast_timings());
+    let url = sim.provisioner_url();
+    let ctrl = start_toml(
+        &sim,
+        &format!(
+            r#"
+[filter.hosts]
+include = [".*"]
+[filter.zones]
+include = ["default"]
+[provision]
+url = "{url}"
+poll_interval = "100ms"
+[[profile]]
+name = "gpu"
+match = {{ tags = ["gpu"] }}
+distro_series = "noble"
+"#
+        ),
+    )
+    .await;
+    let m = sim.machines()[0].clone();
+    wait_for("the job posted", Duration::from_secs(45), || {
+        sim.provisioner_requests()
+            .iter()
+            .any(|r| r.method == "POST" && r.body.is_some())
+    })
+    .await;
+    settle(&ctrl, Duration::from_secs(45)).await;
+    let body = sim
+        .provisioner_requests()
+        .into_iter()
+        .find_map(|r| r.body.filter(|_| r.method == "POST"))
+        .unwrap();
+    let m = sim
+        .machines()
+        .into_iter()
+        .find(|x| x.system_id == m.system_id)
+        .unwrap();
+    let ip = m.ip_addresses()[0].clone();
+    assert_eq!(
+        body,
+        serde_json::json!({
+            "id": m.system_id, "name": m.hostname, "ip": ip, "mac": m.interfaces[0].mac,
+            "fqdn": m.fqdn(), "zone": "default", "pool": "compute",
+            "tags": ["gpu", "rack-7"], "ips": m.ip_addresses(),
+            "macs": [m.interfaces[0].mac, m.interfaces[1].mac],
+            "distro_series": "noble", "profile": "gpu",
+        })
+    );
+    stop(ctrl).await;
+    sim.stop().await;
+}
+
+/// A script keeps its four arguments and gets the same facts as `MAAS_*` variables.
+#[actix_rt::test]
+async fn the_script_gets_its_four_arguments_and_maas_variables() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("env");
+    let script = dir.path().join("p.sh");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\n{{ printf 'arg=%s\\n' \"$@\"; env | grep '^MAAS_' | grep -v '^MAAS_FLOW' | sort; }} > '{}'\n",
+            out.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let mut rack = scenario::rack(1);
+    rack[0].tags = vec!["a;b".into(), "$(touch x)".into()];
+    rack[0].pool = "compute".into();
+    let sim = start_sim(rack, fast_timings());
+    let ctrl = start(&sim, &[("provision.script", script.to_str().unwrap())]).await;
+    wait_for("the script ran", Duration::from_secs(45), || out.exists()).await;
+    settle(&ctrl, Duration::from_secs(45)).await;
+    let m = sim.machines()[0].clone();
+    let ip = m.ip_addresses()[0].clone();
+    let got = std::fs::read_to_string(&out).unwrap();
+    let want = format!(
+        "arg={id}\narg={h}\narg={ip}\narg={mac}\n\
+         MAAS_DISTRO_SERIES=jammy\nMAAS_FQDN={fqdn}\nMAAS_HOSTNAME={h}\n\
+         MAAS_IP={ip}\nMAAS_IPS={ips}\nMAAS_MAC={mac}\nMAAS_MACS={mac},{mac1}\nMAAS_POOL=compute\n\
+         MAAS_PROFILE=\nMAAS_SYSTEM_ID={id}\nMAAS_TAGS=a;b,$(touch x)\nMAAS_ZONE=default\n",
+        id = m.system_id,
+        h = m.hostname,
+        mac = m.interfaces[0].mac,
+        mac1 = m.interfaces[1].mac,
+        fqdn = m.fqdn(),
+        ips = m.ip_addresses().join(","),
+    );
+    assert_eq!(got, want);
+    assert!(!dir.path().join("x").exists() && !std::path::Path::new("x").exists());
+    stop(ctrl).await;
+    sim.stop().await;
+}

@@ -522,12 +522,12 @@ impl NodeActor {
                 let fqdn = m.fqdn.clone().unwrap_or_else(|| m.hostname.clone());
                 let res = match provision::choose_ip(m.first_ip(), &fqdn).await {
                     Ok(ip) => {
-                        let job = Job {
-                            system_id: m.system_id.clone(),
-                            hostname: m.hostname.clone(),
+                        let job = Job::for_machine(
+                            &m,
                             ip,
-                            mac: m.macs().first().map(|s| s.to_string()).unwrap_or_default(),
-                        };
+                            &profile.deploy.distro_series,
+                            profile.label(),
+                        );
                         match provisioner_for(&deps, &profile) {
                             Some(p) => p.run(&job).await,
                             None => Ok(()),

@@ -67,6 +67,7 @@ impl ScriptProvisioner {
             .env("MAAS_FLOW_HOSTNAME", &job.hostname)
             .env("MAAS_FLOW_IP", &job.ip)
             .env("MAAS_FLOW_MAC", &job.mac)
+            .envs(job.environment())
             .env_remove("MAAS_FLOW_MAAS__API_KEY")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
