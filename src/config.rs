@@ -310,6 +310,31 @@ pub enum ProvisionerKind {
     Http(String),
 }
 
+impl std::fmt::Display for ProvisionerKind {
+    /// For the start-up line: a URL's user name and password are masked.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ProvisionerKind::None => f.write_str("none"),
+            ProvisionerKind::Script(p) => write!(f, "script {}", p.display()),
+            ProvisionerKind::Http(u) => write!(f, "http {}", mask_userinfo(u)),
+        }
+    }
+}
+
+/// `scheme://user:password@host/...` shown as `scheme://***@host/...`. Works on text
+/// that is not a valid URL too, since it also masks what error messages quote.
+pub fn mask_userinfo(u: &str) -> String {
+    let Some(scheme_end) = u.find("://").map(|i| i + 3) else {
+        return u.to_string();
+    };
+    let rest = &u[scheme_end..];
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => format!("{}***@{}", &u[..scheme_end], &rest[at + 1..]),
+        None => u.to_string(),
+    }
+}
+
 /// The validated configuration the controller runs with.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -348,13 +373,15 @@ impl Config {
         }
     }
 
-    /// The effective configuration as TOML, with the API key masked.
+    /// The effective configuration as TOML, with the API key and any URL password masked.
     ///
     /// When `filter.json` is set it replaces `[filter.hosts]`/`[filter.zones]`; those
     /// tables are printed with the filter actually in force, so an empty include list
     /// never reads as "everything" while the JSON says otherwise.
     pub fn render(&self) -> String {
         let mut shown = self.settings.clone();
+        shown.maas.url = mask_userinfo(&shown.maas.url);
+        shown.provision.url = shown.provision.url.as_deref().map(mask_userinfo);
         let mut head = String::new();
         if non_empty(&shown.filter.json).is_some() {
             shown.filter.hosts = self.filter.spec().hosts.clone();
@@ -645,16 +672,24 @@ fn validate(mut s: Settings) -> Result<Config, ConfigError> {
     let mut warnings = Vec::new();
 
     // maas.url
-    let url = url::Url::parse(s.maas.url.trim())
-        .map_err(|e| bad("maas.url", format!("`{}` is not a URL: {e}", s.maas.url)))?;
+    let shown = mask_userinfo(&s.maas.url);
+    let mut url = url::Url::parse(s.maas.url.trim())
+        .map_err(|e| bad("maas.url", format!("`{shown}` is not a URL: {e}")))?;
     if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
         return Err(bad(
             "maas.url",
-            format!(
-                "`{}` must be an http:// or https:// URL with a host",
-                s.maas.url
-            ),
+            format!("`{shown}` must be an http:// or https:// URL with a host"),
         ));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        // MAAS authenticates the OAuth signature only; a password here is never sent,
+        // and never printed either.
+        warnings.push(
+            "maas.url carries a user name or password: they are ignored (maas-flow signs with the API key) and masked everywhere".into(),
+        );
+        let _ = url.set_username("");
+        let _ = url.set_password(None);
+        s.maas.url = shown.trim().to_string();
     }
     let mut base = url.as_str().trim_end_matches('/').to_string();
     if base.ends_with("/api/2.0") || base.ends_with("/api/1.0") {
@@ -765,12 +800,13 @@ fn validate(mut s: Settings) -> Result<Config, ConfigError> {
             ProvisionerKind::Script(path)
         }
         (None, Some(u)) => {
+            let shown = mask_userinfo(u);
             let parsed = url::Url::parse(u)
-                .map_err(|e| bad("provision.url", format!("`{u}` is not a URL: {e}")))?;
+                .map_err(|e| bad("provision.url", format!("`{shown}` is not a URL: {e}")))?;
             if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none() {
                 return Err(bad(
                     "provision.url",
-                    format!("`{u}` must be an http:// or https:// URL with a host"),
+                    format!("`{shown}` must be an http:// or https:// URL with a host"),
                 ));
             }
             ProvisionerKind::Http(u.trim_end_matches('/').to_string())
@@ -1145,6 +1181,34 @@ mod tests {
             legacy_provision_url("http://h/p"),
             ("provision.url", "http://h/p".into())
         );
+    }
+
+    #[test]
+    fn userinfo_in_urls_is_masked() {
+        assert_eq!(
+            mask_userinfo("http://admin:secret@host:5240/MAAS"),
+            "http://***@host:5240/MAAS"
+        );
+        assert_eq!(mask_userinfo("http://host/MAAS"), "http://host/MAAS");
+        assert_eq!(mask_userinfo("http://host/a@b"), "http://host/a@b");
+        assert_eq!(mask_userinfo("http://u:p@x@host"), "http://***@host");
+        assert_eq!(mask_userinfo("not a url"), "not a url");
+        let (_d, s) = src(
+            "[maas]\napi_key = \"a:b:c\"\nurl = \"http://admin:hunter22@maas.example/MAAS\"\n",
+            &[],
+            &[],
+        );
+        let c = load(&s).unwrap();
+        assert!(!c.render().contains("hunter22"));
+        assert!(!c.maas_base.contains("hunter22"), "{}", c.maas_base);
+        assert!(!format!("{c:?}").contains("hunter22"));
+        assert!(c.warnings.iter().any(|w| w.contains("maas.url")));
+        let (_d, s) = src(
+            "[maas]\napi_key = \"a:b:c\"\nurl = \"ftp://admin:hunter22@maas.example/MAAS\"\n",
+            &[],
+            &[],
+        );
+        assert!(!load(&s).unwrap_err().to_string().contains("hunter22"));
     }
 
     #[test]

@@ -15,11 +15,12 @@ use tracing::{debug, error, info, warn, Span};
 use tracing_actix::ActorInstrument;
 
 use super::{Observed, Retire, SharedDeps};
-use crate::backoff::Backoff;
+use crate::backoff::{instant_after, Backoff};
 use crate::lifecycle::{
-    self, Action, ActionKind, Hold, Memo, ProfileChoice, Provision, Step, Wait,
+    self, Action, ActionKind, Hold, Memo, ProfileChoice, Provision, Refusal, Step, Wait,
 };
-use crate::maas::{parse_machine, ErrorClass, MaasError, Machine, NodeStatus, Request};
+use crate::maas::model::check_system_id;
+use crate::maas::{parse_machine, ErrorClass, Escaped, MaasError, Machine, NodeStatus, Request};
 use crate::profile::Profile;
 use crate::provision::{
     self, store::Record, Job, ProvisionError, ANNOTATION_ATTEMPTS, ANNOTATION_PROVISIONED,
@@ -64,6 +65,9 @@ pub struct NodeActor {
     /// Outcome annotations still to be written to MAAS.
     pending_record: Option<Vec<(String, String)>>,
     in_flight: Option<ActionKind>,
+    /// An operation whose answer never came (timeout, broken connection): MAAS may or
+    /// may not have applied it. Nothing is sent until a read made after it tells.
+    unsure: Option<ActionKind>,
     backoff: Backoff,
     prov_backoff: Backoff,
     /// Spaces out recovery attempts (recommission, redeploy); reset at Ready/Deployed.
@@ -100,7 +104,7 @@ struct Published {
 
 impl NodeActor {
     pub fn new(deps: SharedDeps, machine: Arc<Machine>, fetched_at: Instant) -> Self {
-        let span = tracing::info_span!("machine", system_id = %machine.system_id, hostname = %machine.hostname);
+        let span = tracing::info_span!("machine", system_id = %Escaped(&machine.system_id), hostname = %Escaped(&machine.hostname));
         let backoff = Backoff::new(deps.retry_base, deps.retry_cap);
         let prov_backoff = deps
             .provision
@@ -119,6 +123,7 @@ impl NodeActor {
             provision: ProvisionState::default(),
             pending_record: None,
             in_flight: None,
+            unsure: None,
             recovery_backoff: Backoff::new(deps.retry_base * 5, deps.retry_cap),
             backoff,
             prov_backoff,
@@ -142,10 +147,22 @@ impl NodeActor {
         self.seen_at = fetched_at;
         let old = self.machine.status;
         if m.hostname != self.machine.hostname {
-            self.span =
-                tracing::info_span!("machine", system_id = %m.system_id, hostname = %m.hostname);
+            self.span = tracing::info_span!("machine", system_id = %Escaped(&m.system_id), hostname = %Escaped(&m.hostname));
         }
         let status_changed = self.memo.observe(m.status);
+        if let Some(kind) = self.unsure.take() {
+            // This observation was requested after the unanswered operation ended, so it
+            // shows whether MAAS applied it. A status change resets the memo by itself;
+            // an unchanged machine (same status, same data that the operation changes)
+            // means it was not applied and may be sent again after the backoff.
+            let _g = self.span.enter();
+            if status_changed {
+                info!(action = kind.as_str(), status = %m.status, "MAAS shows the unanswered {} took effect", kind.as_str());
+            } else {
+                info!(action = kind.as_str(), status = %m.status, "MAAS shows no effect of the unanswered {}; deciding again from what it reports", kind.as_str());
+                self.memo.sent.retain(|k| *k != kind);
+            }
+        }
         let retry_requested = self
             .deps
             .policy
@@ -189,8 +206,7 @@ impl NodeActor {
                         > 0 =>
                 {
                     // Recovery waits a little, growing with each failure of the same machine.
-                    self.memo.not_before =
-                        Some(Instant::now() + self.recovery_backoff.next_delay());
+                    self.memo.not_before = Some(instant_after(self.recovery_backoff.next_delay()));
                 }
                 _ => {}
             }
@@ -208,6 +224,7 @@ impl NodeActor {
         self.memo.redeploys = 0;
         self.memo.sent.clear();
         self.memo.not_before = None;
+        self.memo.refused = None;
         self.backoff.reset();
         self.recovery_backoff.reset();
         self.last_error = None;
@@ -336,6 +353,12 @@ impl NodeActor {
             Step::Act(action) => self.act(action, ctx),
             Step::Provision => self.start_provision(ctx),
             Step::Wait(Wait::RetryAt(t)) => self.wake_at(t, ctx),
+            Step::Hold(Hold::Refused { .. }) => {
+                // Held, but only until the refusal's long backoff ends.
+                if let Some(t) = self.memo.refused.as_ref().map(|r| r.until) {
+                    self.wake_at(t, ctx);
+                }
+            }
             _ => {}
         }
     }
@@ -357,7 +380,7 @@ impl NodeActor {
             d = d.max(hint);
         }
         Metrics::kind(&self.deps.metrics.retries, "maas_op");
-        Instant::now() + d
+        instant_after(d)
     }
 
     fn act(&mut self, action: Action, ctx: &mut Context<Self>) {
@@ -431,7 +454,33 @@ impl NodeActor {
                 self.last_error = Some(e.to_string());
                 let at = self.backoff_after(&e);
                 self.memo.not_before = Some(at);
+                if e.outcome_unknown() {
+                    // The request may have reached MAAS and been applied: never send it
+                    // again blind. Treat it as sent until a fresh read says otherwise.
+                    warn!(action = kind.as_str(), error = %e, "no answer to {}: it may have been applied; re-reading the machine before anything else", kind.as_str());
+                    self.memo.sent.push(kind);
+                    self.unsure = Some(kind);
+                    self.last_write = Some(Instant::now());
+                    self.reread(ctx);
+                    self.evaluate(ctx);
+                    return;
+                }
                 match e.class() {
+                    ErrorClass::Validation => {
+                        let fields = e.refused_fields().unwrap_or("?").to_string();
+                        let reason = match &e {
+                            MaasError::Status { body, .. } => body.clone(),
+                            other => other.to_string(),
+                        };
+                        let until = instant_after(self.deps.retry_cap);
+                        error!(action = kind.as_str(), fields = %fields, error = %e, retry_in = ?self.deps.retry_cap, "MAAS refused the request's fields: holding this machine until the configuration changes, the retry tag is set, or the backoff ends");
+                        self.deps.metrics.refusal(kind.as_str(), &fields);
+                        self.memo.refused = Some(Refusal {
+                            action: kind,
+                            reason,
+                            until,
+                        });
+                    }
                     ErrorClass::WrongState => {
                         warn!(action = kind.as_str(), error = %e, "MAAS refused: state changed under us; re-reading the machine");
                         self.reread(ctx);
@@ -460,6 +509,11 @@ impl NodeActor {
         let id = self.system_id.clone();
         let started = Instant::now();
         let fut = async move {
+            check_system_id(&id).map_err(|reason| MaasError::Parse {
+                op: "read".into(),
+                path: String::new(),
+                reason,
+            })?;
             let req = deps.client.api().read(&id);
             let body = deps.client.call(&req, "read").await?;
             parse_machine(&body, deps.client.settings().version).map_err(|e| MaasError::Parse {
@@ -598,7 +652,7 @@ impl NodeActor {
                     Metrics::kind(&self.deps.metrics.retries, "provision");
                     warn!(attempts = self.provision.attempts, error = %e, retry_in = ?wait, "provisioning failed; will retry");
                     self.provision.phase = Provision::Failed {
-                        retry_at: Instant::now() + wait,
+                        retry_at: instant_after(wait),
                     };
                 }
                 if let Some(store) = p.store.clone() {
@@ -653,8 +707,12 @@ impl NodeActor {
                     act.deps.metrics.action_error("annotate", e.code());
                     let span = act.span.clone();
                     let _g = span.enter();
-                    if matches!(e.class(), ErrorClass::WrongState | ErrorClass::NotFound) {
-                        // The machine is no longer ours to annotate (released): drop it.
+                    if matches!(
+                        e.class(),
+                        ErrorClass::WrongState | ErrorClass::NotFound | ErrorClass::Validation
+                    ) {
+                        // The machine is no longer ours to annotate (released), or MAAS
+                        // refuses the fields themselves: sending again cannot help.
                         warn!(error = %e, "cannot record the provisioning outcome in MAAS");
                         act.pending_record = None;
                     } else {
@@ -834,6 +892,13 @@ async fn execute(
 ) -> Result<Option<Machine>, MaasError> {
     let api = deps.client.api();
     let id = m.system_id.as_str();
+    // Decisions never act on an invalid machine; this keeps a bad id out of any URL even
+    // if that ever changes.
+    check_system_id(id).map_err(|reason| MaasError::Parse {
+        op: action.kind().as_str().into(),
+        path: String::new(),
+        reason,
+    })?;
     let reqs: Vec<Request> = match action {
         Action::PowerOff => vec![api.power_off(id)],
         Action::Commission => vec![api.commission(id, &profile.commission)],

@@ -5,11 +5,14 @@
 pub mod api;
 pub mod auth;
 pub mod client;
+pub mod escape;
 pub mod model;
+pub mod redact;
 pub mod status;
 
 pub use api::{Api, ApiVersion, CommissionParams, DeployParams, Erase, Method, Request};
 pub use auth::ApiKey;
 pub use client::{ClientSettings, ErrorClass, MaasClient, MaasError};
+pub use escape::Escaped;
 pub use model::{parse_machine, parse_machine_list, Machine, ParsedList};
 pub use status::{NodeStatus, PowerState};
