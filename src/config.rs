@@ -94,8 +94,11 @@ pub struct LifecycleSettings {
     pub power_helper_user: Option<String>,
     pub skip_tag: Option<String>,
     /// Adding this MAAS tag to a machine that gave up provisioning or is quarantined
-    /// starts it over.
+    /// starts it over; maas-flow removes the tag once it has acted on it.
     pub retry_tag: Option<String>,
+    /// The MAAS tag maas-flow puts on a machine it quarantines (created if missing);
+    /// removing it releases the quarantine. Empty disables it.
+    pub quarantine_tag: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -224,6 +227,7 @@ impl Default for LifecycleSettings {
             power_helper_user: None,
             skip_tag: Some("maas-flow-skip".into()),
             retry_tag: Some("maas-flow-retry".into()),
+            quarantine_tag: Some("maas-flow-quarantine".into()),
         }
     }
 }
@@ -370,6 +374,7 @@ impl Config {
             recommission_attempts: s.recovery.recommission_attempts,
             redeploy_attempts: s.recovery.redeploy_attempts,
             erase: s.recovery.erase,
+            quarantine_tag: s.lifecycle.quarantine_tag.clone().filter(|t| !t.is_empty()),
         }
     }
 
@@ -768,6 +773,24 @@ fn validate(mut s: Settings) -> Result<Config, ConfigError> {
     }
     if s.lifecycle.distro_series.contains(char::is_whitespace) {
         return Err(bad("lifecycle.distro_series", "must not contain spaces"));
+    }
+    for (key, tag) in [
+        ("lifecycle.skip_tag", &s.lifecycle.skip_tag),
+        ("lifecycle.retry_tag", &s.lifecycle.retry_tag),
+        ("lifecycle.quarantine_tag", &s.lifecycle.quarantine_tag),
+    ] {
+        // These names go into MAAS URLs (`tags/{name}/`): MAAS's own tag name rule.
+        if let Some(t) = non_empty(tag) {
+            if !t
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+            {
+                return Err(bad(
+                    key,
+                    format!("`{t}` is not a MAAS tag name (letters, digits, - and _)"),
+                ));
+            }
+        }
     }
     let mappings = match &s.lifecycle.mappings {
         Some(m) if !m.trim().is_empty() => load_mappings(m)?,

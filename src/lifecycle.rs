@@ -54,6 +54,9 @@ pub struct Policy {
     pub redeploy_attempts: u32,
     /// Erase disks when we release (redeploy recovery).
     pub erase: crate::maas::Erase,
+    /// The MAAS tag that marks a machine maas-flow quarantined; while it is on a failed
+    /// machine, the machine stays quarantined (also across restarts).
+    pub quarantine_tag: Option<String>,
 }
 
 impl Default for Policy {
@@ -71,6 +74,7 @@ impl Default for Policy {
             recommission_attempts: 0,
             redeploy_attempts: 0,
             erase: crate::maas::Erase::None,
+            quarantine_tag: None,
         }
     }
 }
@@ -94,6 +98,8 @@ pub enum Action {
     PowerHelper,
     /// Set the storage layout the machine's profile asks for (only while Ready).
     SetStorageLayout(StorageLayout),
+    /// Put the quarantine tag on the machine (creating the tag if missing), and say why.
+    TagQuarantine(String),
 }
 
 /// An [`Action`] without its data: what the memo and metrics count.
@@ -110,6 +116,7 @@ pub enum ActionKind {
     PowerHelper,
     Provision,
     SetStorageLayout,
+    TagQuarantine,
 }
 
 impl ActionKind {
@@ -125,6 +132,7 @@ impl ActionKind {
             ActionKind::PowerHelper => "power_helper",
             ActionKind::Provision => "provision",
             ActionKind::SetStorageLayout => "set_storage_layout",
+            ActionKind::TagQuarantine => "tag_quarantine",
         }
     }
 }
@@ -141,6 +149,7 @@ impl Action {
             Action::RelinkDhcp { .. } => ActionKind::RelinkDhcp,
             Action::PowerHelper => ActionKind::PowerHelper,
             Action::SetStorageLayout(_) => ActionKind::SetStorageLayout,
+            Action::TagQuarantine(_) => ActionKind::TagQuarantine,
         }
     }
 }
@@ -376,6 +385,30 @@ pub fn decide_for(
     }
 }
 
+/// Recovery attempts are used up: record it in MAAS with the quarantine tag (once),
+/// then leave the machine alone.
+fn quarantine(m: &Machine, policy: &Policy, attempts: u32) -> Step {
+    match &policy.quarantine_tag {
+        Some(tag) if !m.tag_names.iter().any(|t| t == tag) => Step::Act(Action::TagQuarantine(
+            format!("{} after {attempts} recovery attempt(s)", m.status.label()),
+        )),
+        _ => Step::Hold(Hold::Quarantined(m.status)),
+    }
+}
+
+/// The machine carries the quarantine tag in a failed status: MAAS says we quarantined
+/// it, whatever this process remembers.
+fn tagged_quarantined(m: &Machine, policy: &Policy) -> bool {
+    use NodeStatus::*;
+    matches!(
+        m.status,
+        FailedCommissioning | FailedDeployment | FailedDiskErasing
+    ) && policy
+        .quarantine_tag
+        .as_ref()
+        .is_some_and(|t| m.tag_names.iter().any(|x| x == t))
+}
+
 fn owned_by_other(m: &Machine, policy: &Policy) -> Option<Step> {
     match m.owner.as_deref() {
         Some(o) if o != policy.me => Some(Step::Hold(Hold::OwnedBy(o.to_string()))),
@@ -403,6 +436,9 @@ fn decide_status(
     now: Instant,
 ) -> Step {
     use NodeStatus::*;
+    if tagged_quarantined(m, policy) && owned_by_other(m, policy).is_none() {
+        return Step::Hold(Hold::Quarantined(m.status));
+    }
     if let Some(h) = wanted_hostname(m, policy) {
         let owned_ok = m.owner.as_deref().is_none_or(|o| o == policy.me);
         if (policy.always_rename || m.status == New) && owned_ok && !memo.sent(ActionKind::Rename) {
@@ -475,7 +511,7 @@ fn decide_status(
             if memo.recommissions < policy.recommission_attempts {
                 Step::Act(Action::Commission)
             } else if policy.recommission_attempts > 0 {
-                Step::Hold(Hold::Quarantined(m.status))
+                quarantine(m, policy, memo.recommissions)
             } else {
                 Step::Hold(Hold::Status(m.status))
             }
@@ -486,7 +522,7 @@ fn decide_status(
             } else if memo.redeploys < policy.redeploy_attempts {
                 Step::Act(Action::Release)
             } else if policy.redeploy_attempts > 0 {
-                Step::Hold(Hold::Quarantined(m.status))
+                quarantine(m, policy, memo.redeploys)
             } else {
                 Step::Hold(Hold::Status(m.status))
             }
@@ -499,7 +535,7 @@ fn decide_status(
             } else if memo.redeploys < policy.redeploy_attempts {
                 Step::Act(Action::Release)
             } else if policy.redeploy_attempts > 0 {
-                Step::Hold(Hold::Quarantined(m.status))
+                quarantine(m, policy, memo.redeploys)
             } else {
                 Step::Hold(Hold::Status(m.status))
             }
@@ -967,6 +1003,46 @@ mod tests {
             ),
             Step::Provision,
             "the profile's own provisioning step runs though the global has none"
+        );
+    }
+
+    /// With a quarantine tag configured, a used-up machine is tagged first, then held;
+    /// a failed machine carrying the tag stays quarantined whatever the counters say.
+    #[test]
+    fn quarantine_is_recorded_with_a_tag_and_the_tag_is_honoured() {
+        let now = Instant::now();
+        let p = Policy {
+            recommission_attempts: 1,
+            quarantine_tag: Some("maas-flow-quarantine".into()),
+            ..policy()
+        };
+        let mut m = machine(FailedCommissioning, None, PowerState::Off);
+        let spent = Memo {
+            recommissions: 1,
+            ..Memo::default()
+        };
+        assert_eq!(
+            decide(&m, Provision::Pending, &p, &spent, now),
+            Step::Act(Action::TagQuarantine(
+                "Failed commissioning after 1 recovery attempt(s)".into()
+            ))
+        );
+        m.tag_names.push("maas-flow-quarantine".into());
+        assert_eq!(
+            decide(&m, Provision::Pending, &p, &spent, now),
+            Step::Hold(Hold::Quarantined(FailedCommissioning))
+        );
+        // A restart forgets the counters; the tag does not.
+        assert_eq!(
+            decide(&m, Provision::Pending, &p, &Memo::default(), now),
+            Step::Hold(Hold::Quarantined(FailedCommissioning))
+        );
+        // Outside a failed status the tag does not hold the machine.
+        let mut r = machine(Ready, None, PowerState::Off);
+        r.tag_names.push("maas-flow-quarantine".into());
+        assert_eq!(
+            decide(&r, Provision::Pending, &p, &Memo::default(), now),
+            Step::Act(Action::Allocate)
         );
     }
 

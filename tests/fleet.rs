@@ -588,3 +588,159 @@ async fn the_script_gets_its_four_arguments_and_maas_variables() {
     stop(ctrl).await;
     sim.stop().await;
 }
+
+fn tag_ops(sim: &maas_flow::sim::Sim) -> Vec<(String, Vec<(String, String)>)> {
+    sim.ops()
+        .into_iter()
+        .filter(|o| o.path.contains("/tags/"))
+        .map(|o| {
+            let op = if o.op.is_empty() {
+                String::new()
+            } else {
+                format!("?op={}", o.op)
+            };
+            (
+                format!("{} {}{op} {}", o.method, o.path, o.http_status),
+                o.params,
+            )
+        })
+        .collect()
+}
+
+/// Recovery used up: the machine gets the quarantine tag in MAAS (the tag is created
+/// first, since the region does not know it); the operator removing the tag releases
+/// the quarantine and the machine is recovered.
+#[actix_rt::test]
+async fn a_quarantined_machine_is_tagged_in_maas_and_released_by_the_operator() {
+    let sim = start_sim(
+        scenario::rack(1),
+        maas_flow::sim::Timings {
+            fail_commission: 1.0,
+            ..fast_timings()
+        },
+    );
+    let id = sim.machines()[0].system_id.clone();
+    let ctrl = start(
+        &sim,
+        &[
+            ("recovery.recommission_attempts", "1"),
+            ("lifecycle.target", "ready"),
+            ("limits.retry_base", "50ms"),
+        ],
+    )
+    .await;
+    wait_for("the quarantine tag", Duration::from_secs(30), || {
+        sim.machines()[0]
+            .tags
+            .contains(&"maas-flow-quarantine".to_string())
+    })
+    .await;
+    settle(&ctrl, Duration::from_secs(30)).await;
+    assert_eq!(
+        ctrl.board.get(&id).unwrap().step,
+        "quarantined (Failed commissioning)"
+    );
+    let base = "/MAAS/api/2.0/tags/";
+    assert_eq!(
+        tag_ops(&sim),
+        [
+            (
+                format!("POST {base}maas-flow-quarantine/?op=update_nodes 404"),
+                pairs(&[("add", &id)])
+            ),
+            (
+                format!("POST {base} 200"),
+                pairs(&[("name", "maas-flow-quarantine")])
+            ),
+            (
+                format!("POST {base}maas-flow-quarantine/?op=update_nodes 200"),
+                pairs(&[("add", &id)])
+            ),
+        ]
+    );
+    assert_eq!(
+        ops_for(&sim, &id),
+        ["commission", "commission", "update_nodes"]
+    );
+    // Not ours (never allocated): no annotation was attempted.
+    assert!(!sim.ops().iter().any(|o| o.op == "set_workload_annotations"));
+
+    // The operator fixes the cause and removes the tag in MAAS.
+    sim.with_world(|w| {
+        w.timings.fail_commission = 0.0;
+        w.machines[0].tags.clear();
+        w.machines[0].invalidate();
+    });
+    wait_for(
+        "Ready after the quarantine is released",
+        Duration::from_secs(30),
+        || sim.status_of(&id) == Some(maas_flow::maas::NodeStatus::Ready),
+    )
+    .await;
+    settle(&ctrl, Duration::from_secs(30)).await;
+    assert_eq!(
+        ops_for(&sim, &id),
+        ["commission", "commission", "update_nodes", "commission"]
+    );
+    stop(ctrl).await;
+    sim.stop().await;
+}
+
+/// A machine quarantined by an earlier run stays quarantined after a restart (the MAAS
+/// tag is the record); a retry tag added while maas-flow was stopped is acted on at
+/// start and removed, with the quarantine tag.
+#[actix_rt::test]
+async fn a_retry_tag_added_while_stopped_is_acted_on_at_start_and_removed() {
+    let mut rack = scenario::rack(2);
+    for m in rack.iter_mut() {
+        m.status = maas_flow::maas::NodeStatus::FailedCommissioning;
+        m.commissioned = true;
+        m.tags = vec!["maas-flow-quarantine".into()];
+    }
+    rack[0].tags.push("maas-flow-retry".into());
+    let ids: Vec<String> = rack.iter().map(|m| m.system_id.clone()).collect();
+    let sim = start_sim(rack, fast_timings());
+    let ctrl = start(
+        &sim,
+        &[
+            ("recovery.recommission_attempts", "1"),
+            ("lifecycle.target", "ready"),
+        ],
+    )
+    .await;
+    wait_for("the retried machine Ready", Duration::from_secs(30), || {
+        sim.status_of(&ids[0]) == Some(maas_flow::maas::NodeStatus::Ready)
+    })
+    .await;
+    settle(&ctrl, Duration::from_secs(30)).await;
+    let base = "/MAAS/api/2.0/tags/";
+    assert_eq!(
+        tag_ops(&sim),
+        [
+            (
+                format!("POST {base}maas-flow-retry/?op=update_nodes 200"),
+                pairs(&[("remove", &ids[0])])
+            ),
+            (
+                format!("POST {base}maas-flow-quarantine/?op=update_nodes 200"),
+                pairs(&[("remove", &ids[0])])
+            ),
+        ]
+    );
+    assert_eq!(
+        ops_for(&sim, &ids[0]),
+        ["update_nodes", "update_nodes", "commission"]
+    );
+    assert!(
+        sim.machines()[0].tags.is_empty(),
+        "the operator sees both consumed"
+    );
+    // The other machine's quarantine tag is honoured across the restart.
+    assert!(ops_for(&sim, &ids[1]).is_empty());
+    assert_eq!(
+        ctrl.board.get(&ids[1]).unwrap().step,
+        "quarantined (Failed commissioning)"
+    );
+    stop(ctrl).await;
+    sim.stop().await;
+}

@@ -83,6 +83,10 @@ pub struct NodeActor {
     published: Option<Published>,
     /// The deploy profile the machine's latest observation picks.
     profile: Arc<Profile>,
+    /// The retry tag now on the machine was acted on (its removal may be pending).
+    retry_consumed: bool,
+    /// Operator tags acted on, still to be removed from the machine in MAAS.
+    pending_untag: Option<Vec<String>>,
 }
 
 /// The inputs of the last board row written.
@@ -116,6 +120,8 @@ impl NodeActor {
         let profile = deps.profiles.for_machine(&machine).clone();
         NodeActor {
             profile,
+            retry_consumed: false,
+            pending_untag: None,
             system_id: machine.system_id.clone(),
             seen_at: fetched_at,
             last_write: None,
@@ -163,12 +169,7 @@ impl NodeActor {
                 self.memo.sent.retain(|k| *k != kind);
             }
         }
-        let retry_requested = self
-            .deps
-            .policy
-            .retry_tag
-            .as_ref()
-            .is_some_and(|t| m.tag_names.contains(t) && !self.machine.tag_names.contains(t));
+        let had_quarantine_tag = self.has_tag(self.deps.policy.quarantine_tag.as_deref());
         self.machine = m;
         // Tags, pool, zone or name may have changed: pick the profile again.
         let p = self.deps.profiles.for_machine(&self.machine);
@@ -180,9 +181,7 @@ impl NodeActor {
             );
             self.profile = p.clone();
         }
-        if retry_requested {
-            self.operator_retry();
-        }
+        self.operator_tags(had_quarantine_tag);
         if status_changed {
             let spent = self.status_since.elapsed().as_secs_f64();
             self.deps.metrics.left_status(old, spent);
@@ -213,6 +212,40 @@ impl NodeActor {
         }
         self.load_durable();
         true
+    }
+
+    fn has_tag(&self, tag: Option<&str>) -> bool {
+        tag.is_some_and(|t| self.machine.tag_names.iter().any(|x| x == t))
+    }
+
+    /// Act on the operator's tags as MAAS shows them now. The retry tag is
+    /// level-triggered: whenever it is seen (also one added while maas-flow was down) the
+    /// machine starts over and the tag is removed, so the operator sees it consumed.
+    /// Removing the quarantine tag we put on a machine releases its quarantine.
+    fn operator_tags(&mut self, had_quarantine_tag: bool) {
+        let deps = self.deps.clone();
+        let policy = &deps.policy;
+        let retry_seen = self.has_tag(policy.retry_tag.as_deref());
+        let quarantine_tag = policy.quarantine_tag.clone();
+        let has_quarantine_tag = self.has_tag(quarantine_tag.as_deref());
+        if !retry_seen {
+            self.retry_consumed = false;
+        } else if !self.retry_consumed {
+            self.retry_consumed = true;
+            self.operator_retry();
+            let mut tags: Vec<String> = policy.retry_tag.iter().cloned().collect();
+            if has_quarantine_tag {
+                tags.extend(quarantine_tag);
+            }
+            self.pending_untag = Some(tags);
+            return;
+        }
+        if had_quarantine_tag && !has_quarantine_tag {
+            let span = self.span.clone();
+            let _g = span.enter();
+            info!("quarantine tag removed by the operator: releasing the quarantine");
+            self.operator_retry();
+        }
     }
 
     /// The operator added the retry tag: forget failures and quarantine, start over.
@@ -332,6 +365,14 @@ impl NodeActor {
         }
         if self.retiring {
             ctx.stop();
+            return;
+        }
+        if let Some(tags) = self.pending_untag.clone() {
+            if self.memo.not_before.is_some_and(|t| t > Instant::now()) {
+                self.wake_at(self.memo.not_before.unwrap_or_else(Instant::now), ctx);
+                return;
+            }
+            self.untag(tags, ctx);
             return;
         }
         let now = Instant::now();
@@ -678,6 +719,53 @@ impl NodeActor {
         self.evaluate(ctx);
     }
 
+    /// Remove consumed operator tags from the machine (`update_nodes remove=`); retried
+    /// with backoff, dropped if the tag no longer exists.
+    fn untag(&mut self, tags: Vec<String>, ctx: &mut Context<Self>) {
+        if self.deps.preview {
+            info!(tags = ?tags, "preview: would remove the consumed tags");
+            self.pending_untag = None;
+            return;
+        }
+        self.in_flight = Some(ActionKind::TagQuarantine);
+        let deps = self.deps.clone();
+        let id = self.system_id.clone();
+        let fut = async move {
+            let _permit = deps.op_permits.clone().acquire_owned().await;
+            for t in &tags {
+                let req = deps.client.api().update_tag_nodes(t, &[], &[id.as_str()]);
+                match deps.client.call(&req, "op").await {
+                    Ok(_) => {}
+                    Err(e) if e.class() == ErrorClass::NotFound => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            Ok(())
+        };
+        ctx.spawn(fut.into_actor(self).map(|res, act, ctx| {
+            act.in_flight = None;
+            let span = act.span.clone();
+            let _g = span.enter();
+            match res {
+                Ok(()) => {
+                    info!("consumed operator tags removed");
+                    act.pending_untag = None;
+                    act.last_write = Some(Instant::now());
+                    act.deps.metrics.action("untag", "ok");
+                }
+                Err(e) => {
+                    act.deps
+                        .metrics
+                        .action("untag", &format!("error_{}", e.code()));
+                    warn!(error = %e, "removing the consumed retry tag failed; will retry");
+                    let at = act.backoff_after(&e);
+                    act.memo.not_before = Some(at);
+                }
+            }
+            act.evaluate(ctx);
+        }));
+    }
+
     /// Write outcome annotations to MAAS; retried with backoff until MAAS has them.
     fn write_record(&mut self, pairs: Vec<(String, String)>, ctx: &mut Context<Self>) {
         let Some(req) = self
@@ -899,7 +987,12 @@ async fn execute(
         path: String::new(),
         reason,
     })?;
+    if let Action::TagQuarantine(why) = action {
+        tag_quarantine(deps, m, why).await?;
+        return Ok(None);
+    }
     let reqs: Vec<Request> = match action {
+        Action::TagQuarantine(_) => vec![],
         Action::PowerOff => vec![api.power_off(id)],
         Action::Commission => vec![api.commission(id, &profile.commission)],
         Action::Allocate => vec![api.allocate(id, m.fqdn.as_deref().unwrap_or(&m.hostname))],
@@ -932,6 +1025,41 @@ async fn execute(
         last = parse_machine(&body, deps.client.settings().version).ok();
     }
     Ok(last)
+}
+
+/// Annotation saying why maas-flow quarantined a machine (set when we own it: MAAS
+/// accepts workload annotations only from the owner).
+pub const ANNOTATION_QUARANTINE: &str = "maas_flow_quarantine";
+
+/// Tag the machine as quarantined, creating the tag when MAAS does not know it, and
+/// say why in an annotation when the machine is ours.
+async fn tag_quarantine(deps: &super::Deps, m: &Machine, why: &str) -> Result<(), MaasError> {
+    let api = deps.client.api();
+    let Some(tag) = deps.policy.quarantine_tag.as_deref() else {
+        return Ok(());
+    };
+    let add = api.update_tag_nodes(tag, &[m.system_id.as_str()], &[]);
+    match deps.client.call(&add, "op").await {
+        Ok(_) => {}
+        Err(e) if e.class() == ErrorClass::NotFound => {
+            match deps.client.call(&api.create_tag(tag), "op").await {
+                // Someone created it meanwhile: MAAS answers 400 "already exists".
+                Ok(_) | Err(MaasError::Status { code: 400, .. }) => {}
+                Err(e) => return Err(e),
+            }
+            deps.client.call(&add, "op").await?;
+        }
+        Err(e) => return Err(e),
+    }
+    if deps.annotations && m.owner.as_deref() == Some(deps.policy.me.as_str()) {
+        let pairs = [(ANNOTATION_QUARANTINE.to_string(), why.to_string())];
+        if let Some(req) = api.set_annotations(&m.system_id, &pairs) {
+            if let Err(e) = deps.client.call(&req, "op").await {
+                warn!(error = %e, "cannot annotate why the machine is quarantined");
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Run the power helper (argv only) and turn its answer into a `PUT` of AMT parameters.
@@ -980,6 +1108,8 @@ impl Actor for NodeActor {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         self.load_durable();
+        // A retry tag added while maas-flow was down is acted on now.
+        self.operator_tags(false);
         self.evaluate(ctx);
     }
 }

@@ -250,6 +250,23 @@ impl Api {
         r
     }
 
+    /// Create a manual tag (no definition).
+    pub fn create_tag(&self, name: &str) -> Request {
+        Request::new(Method::Post, "tags/".into(), None).with_form("name", name)
+    }
+
+    /// Add machines to a tag and remove others (`op=update_nodes add=... remove=...`).
+    pub fn update_tag_nodes(&self, name: &str, add: &[&str], remove: &[&str]) -> Request {
+        let mut r = Request::new(Method::Post, format!("tags/{name}/"), Some("update_nodes"));
+        for id in add {
+            r = r.with_form("add", *id);
+        }
+        for id in remove {
+            r = r.with_form("remove", *id);
+        }
+        r
+    }
+
     /// Set a Ready machine's storage layout (`storage_layout=lvm`...).
     pub fn set_storage_layout(&self, system_id: &str, layout: &str) -> Request {
         Request::new(

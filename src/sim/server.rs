@@ -790,6 +790,19 @@ fn dispatch_v2(call: &Call, state: &SimState) -> HttpResponse {
             call.record(&mut w, Some(&sid), &resp);
             resp
         }
+        ["tags"] if m == "POST" && op.is_none() => {
+            let r = w.create_tag(call.param("name"));
+            let resp = reply(&mut w, r, false);
+            call.record(&mut w, None, &resp);
+            resp
+        }
+        ["tags", name] if m == "POST" && op == Some("update_nodes") => {
+            let r = w.update_tag_nodes(name, &call.form);
+            let resp = reply(&mut w, r, false);
+            let sid = call.form.first().map(|(_, v)| v.clone());
+            call.record(&mut w, sid.as_deref(), &resp);
+            resp
+        }
         ["zones"] if m == "GET" && op.is_none() => json_body(
             200,
             serde_json::Value::Array(w.zones.iter().map(|z| zone_json(z)).collect()).to_string(),

@@ -249,6 +249,8 @@ pub struct World {
     pub index: HashMap<String, usize>,
     pub zones: Vec<String>,
     pub pools: Vec<String>,
+    /// Tag names the region knows (`tags/`); machines' own tags are registered too.
+    pub tag_defs: Vec<String>,
     pub timings: Timings,
     pub ops: Vec<OpRecord>,
     pub events: Vec<Event>,
@@ -272,6 +274,7 @@ impl World {
             index: HashMap::new(),
             zones: vec!["default".into()],
             pools: vec!["default".into()],
+            tag_defs: Vec::new(),
             machines: Vec::new(),
             timings,
             ops: Vec::new(),
@@ -297,6 +300,11 @@ impl World {
         }
         if !self.pools.contains(&m.pool) {
             self.pools.push(m.pool.clone());
+        }
+        for t in &m.tags {
+            if !self.tag_defs.contains(t) {
+                self.tag_defs.push(t.clone());
+            }
         }
         self.index.insert(m.system_id.clone(), self.machines.len());
         self.machines.push(m);
@@ -582,6 +590,63 @@ impl World {
         m.storage_layout = Some(layout.to_string());
         m.cache = None;
         Reply::Machine(i)
+    }
+
+    /// `POST tags/ name=...`: a manual tag (no definition). MAAS refuses a duplicate name
+    /// as a field error.
+    pub fn create_tag(&mut self, name: Option<&str>) -> Reply {
+        let valid = |n: &str| {
+            !n.is_empty()
+                && n.len() <= 256
+                && n.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        };
+        match name {
+            None | Some("") => json_err(400, "name", "This field is required."),
+            Some(n) if !valid(n) => json_err(400, "name", "Invalid character in tag name."),
+            Some(n) if self.tag_defs.iter().any(|t| t == n) => {
+                json_err(400, "name", "Tag with this Name already exists.")
+            }
+            Some(n) => {
+                self.tag_defs.push(n.to_string());
+                Reply::Json(
+                    serde_json::json!({"name": n, "definition": "", "comment": "",
+                        "kernel_opts": null, "resource_uri": format!("/MAAS/api/2.0/tags/{n}/")})
+                    .to_string(),
+                )
+            }
+        }
+    }
+
+    /// `POST tags/{name}/?op=update_nodes add=<id>... remove=<id>...`: answers the
+    /// counts, as MAAS does (`{"added": n, "removed": n}`).
+    pub fn update_tag_nodes(&mut self, name: &str, params: &[(String, String)]) -> Reply {
+        let known = self.tag_defs.iter().any(|t| t == name)
+            || self
+                .machines
+                .iter()
+                .any(|m| m.tags.iter().any(|t| t == name));
+        if !known {
+            return err(404, "No Tag matches the given query.");
+        }
+        let (mut added, mut removed) = (0, 0);
+        for (k, id) in params {
+            let Some(i) = self.find(id) else { continue };
+            let m = &mut self.machines[i];
+            match k.as_str() {
+                "add" if !m.tags.iter().any(|t| t == name) => {
+                    m.tags.push(name.to_string());
+                    added += 1;
+                }
+                "remove" if m.tags.iter().any(|t| t == name) => {
+                    m.tags.retain(|t| t != name);
+                    removed += 1;
+                }
+                _ => continue,
+            }
+            m.cache = None;
+        }
+        Reply::Json(serde_json::json!({"added": added, "removed": removed}).to_string())
     }
 
     pub fn allocate(&mut self, system_id: &str, user: &str) -> Reply {
