@@ -43,6 +43,9 @@ pub struct Settings {
     /// How long in-flight operations may finish after SIGTERM/SIGINT.
     #[serde(with = "humantime_serde")]
     pub shutdown_grace: Duration,
+    /// Where local durable state (the provisioning journal) lives. Unset: the
+    /// platform's place, see [`default_state_dir`].
+    pub state_dir: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -110,13 +113,17 @@ pub struct ProvisionSettings {
     pub ttl: Duration,
     #[serde(with = "humantime_serde")]
     pub poll_interval: Option<Duration>,
+    /// The first wait before asking about a new HTTP job; doubles up to `poll_interval`.
+    #[serde(with = "humantime_serde")]
+    pub first_poll: Duration,
     #[serde(with = "humantime_serde")]
     pub retry_base: Duration,
     #[serde(with = "humantime_serde")]
     pub retry_cap: Duration,
     pub max_attempts: u32,
     pub max_concurrent: usize,
-    /// Local outcome store (always used with API 1.0).
+    /// The provisioning journal's file, instead of `journal.jsonl` under `state_dir`
+    /// (kept from when this was the optional outcome file; an old file is migrated).
     pub state_file: Option<String>,
     /// Keep at most this many bytes of a script's output.
     pub output_limit: usize,
@@ -193,6 +200,7 @@ impl Default for Settings {
             tls: TlsSettings::default(),
             preview: false,
             shutdown_grace: Duration::from_secs(30),
+            state_dir: None,
         }
     }
 }
@@ -239,6 +247,7 @@ impl Default for ProvisionSettings {
             url: None,
             ttl: Duration::from_secs(3600),
             poll_interval: None,
+            first_poll: Duration::from_secs(1),
             retry_base: Duration::from_secs(30),
             retry_cap: Duration::from_secs(600),
             max_attempts: 5,
@@ -354,6 +363,8 @@ pub struct Config {
     pub provisioner: ProvisionerKind,
     /// Deploy profiles resolved against the global settings.
     pub profiles: Profiles,
+    /// The provisioning journal's file (`provision.state_file`, else under `state_dir`).
+    pub journal: Option<PathBuf>,
     pub warnings: Vec<String>,
 }
 
@@ -428,7 +439,12 @@ impl Sources {
 /// variable too: the operator looking at the file would otherwise not find the value.
 pub fn load(src: &Sources) -> Result<Config, ConfigError> {
     load_settings(src)
-        .and_then(validate)
+        .and_then(|mut settings| {
+            if non_empty(&settings.state_dir).is_none() {
+                settings.state_dir = default_state_dir(&src.env).map(|d| d.display().to_string());
+            }
+            validate(settings)
+        })
         .map_err(|e| name_the_source(e, src))
 }
 
@@ -847,6 +863,7 @@ fn validate(mut s: Settings) -> Result<Config, ConfigError> {
     if let Some(p) = s.provision.poll_interval {
         positive(&p, "provision.poll_interval")?;
     }
+    positive(&s.provision.first_poll, "provision.first_poll")?;
     if s.provision.max_attempts == 0 {
         return Err(bad("provision.max_attempts", "must be at least 1"));
     }
@@ -884,11 +901,16 @@ fn validate(mut s: Settings) -> Result<Config, ConfigError> {
     if let Some(ca) = non_empty(&s.tls.ca_file) {
         crate::tls::read_pem(ca).map_err(|e| bad("tls.ca_file", e.to_string()))?;
     }
-    if api_version == ApiVersion::V1
-        && s.provision.state_file.is_none()
-        && provisioner != ProvisionerKind::None
-    {
-        warnings.push("API 1.0 has no workload annotations: without provision.state_file a restart re-runs provisioning".into());
+    let journal = match (non_empty(&s.provision.state_file), non_empty(&s.state_dir)) {
+        (Some(f), _) => Some(PathBuf::from(f)),
+        (None, Some(d)) => Some(PathBuf::from(d).join(crate::provision::store::JOURNAL_FILE)),
+        (None, None) => None,
+    };
+    if journal.is_none() && provisioner != ProvisionerKind::None {
+        return Err(bad(
+            "state_dir",
+            "no place for the provisioning journal: set state_dir (or STATE_DIRECTORY, XDG_STATE_HOME or HOME)",
+        ));
     }
 
     let deploy = DeployParams {
@@ -942,6 +964,7 @@ fn validate(mut s: Settings) -> Result<Config, ConfigError> {
         target,
         mappings: Arc::new(mappings),
         provisioner,
+        journal,
         warnings,
     })
 }
@@ -1057,6 +1080,24 @@ fn load_mappings(text: &str) -> Result<HashMap<String, String>, ConfigError> {
         .into_iter()
         .map(|(mac, e)| (mac.to_ascii_lowercase(), e.hostname))
         .collect())
+}
+
+/// The state directory when `state_dir` is unset: `$STATE_DIRECTORY` (systemd's
+/// `StateDirectory=`, first entry), else `$XDG_STATE_HOME/maas-flow`, else
+/// `$HOME/.local/state/maas-flow`. The Docker image sets `MAAS_FLOW_STATE_DIR`.
+pub fn default_state_dir(env: &[(String, String)]) -> Option<PathBuf> {
+    let get = |k: &str| {
+        env.iter()
+            .find(|(n, v)| n == k && !v.trim().is_empty())
+            .map(|(_, v)| v.trim().to_string())
+    };
+    if let Some(d) = get("STATE_DIRECTORY") {
+        return d.split(':').next().map(PathBuf::from);
+    }
+    if let Some(d) = get("XDG_STATE_HOME") {
+        return Some(PathBuf::from(d).join("maas-flow"));
+    }
+    get("HOME").map(|h| PathBuf::from(h).join(".local/state/maas-flow"))
 }
 
 #[cfg(test)]

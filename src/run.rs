@@ -48,11 +48,8 @@ pub enum StartError {
         addr: String,
         source: std::io::Error,
     },
-    #[error("cannot open provision.state_file {path}: {source}")]
-    StateFile {
-        path: String,
-        source: std::io::Error,
-    },
+    #[error("cannot open the provisioning journal: {0}")]
+    Journal(#[source] crate::provision::store::JournalError),
     #[error("cannot learn our MAAS username: {0}")]
     Identity(String),
 }
@@ -170,28 +167,29 @@ pub async fn start(cfg: &Config) -> Result<Controller, StartError> {
     info!(user = %crate::maas::Escaped(&me), "acting as MAAS user");
     board.with_global(|g| g.maas_user = Some(me.clone()));
     let policy = cfg.policy(&me);
-    let store = match &s.provision.state_file {
-        Some(p) if !p.is_empty() => Some(Arc::new(FileStore::open(p).map_err(|source| {
-            StartError::StateFile {
-                path: p.clone(),
-                source,
-            }
-        })?)),
+    let store = match &cfg.journal {
+        Some(path) if cfg.profiles.any_provisioning() => Some(Arc::new(
+            FileStore::open(path, &cfg.maas_base).map_err(StartError::Journal)?,
+        )),
         _ => None,
     };
+    let scrub = crate::child::Scrub::for_key(&cfg.api_key);
     let make = |kind: &ProvisionTarget| match kind {
         ProvisionTarget::None => None,
         ProvisionTarget::Script(path) => Some(Provisioner::Script(ScriptProvisioner {
             path: path.clone(),
             ttl: s.provision.ttl,
             output_limit: s.provision.output_limit,
+            scrub: scrub.clone(),
         })),
         ProvisionTarget::Http(url) => Some(Provisioner::Http(HttpProvisioner::new(
             url.clone(),
             s.provision.poll_interval.unwrap_or(s.maas.period),
+            s.provision.first_poll,
             s.provision.ttl,
             s.maas.request_timeout,
             tls_for(cfg),
+            metrics.clone(),
         ))),
     };
     let provisioner = make(&cfg.profiles.global.provision);
@@ -229,6 +227,7 @@ pub async fn start(cfg: &Config) -> Result<Controller, StartError> {
                 script: p.into(),
                 user: s.lifecycle.power_helper_user.clone().unwrap_or_default(),
                 timeout: s.maas.request_timeout,
+                scrub: scrub.clone(),
             }),
         board: board.clone(),
         metrics: metrics.clone(),

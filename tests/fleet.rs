@@ -11,8 +11,13 @@ use maas_flow::sim::{scenario, SimMachine};
 
 /// A controller from a TOML file plus the usual test overrides.
 async fn start_toml(sim: &maas_flow::sim::Sim, toml: &str) -> maas_flow::run::Controller {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("maas-flow.toml");
+    // Kept for the controller's life: it holds the provisioning journal too.
+    let dir = tempfile::Builder::new()
+        .prefix("fleet-")
+        .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
+        .expect("temp dir")
+        .keep();
+    let path = dir.join("maas-flow.toml");
     std::fs::write(&path, toml).unwrap();
     let o: Vec<(String, String)> = [
         ("maas.url", sim.base_url.clone()),
@@ -24,6 +29,7 @@ async fn start_toml(sim: &maas_flow::sim::Sim, toml: &str) -> maas_flow::run::Co
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))
+    .chain([("state_dir".to_string(), dir.display().to_string())])
     .collect();
     let cfg = config::load(&Sources {
         file: Some(path),

@@ -23,7 +23,9 @@ use crate::maas::model::check_system_id;
 use crate::maas::{parse_machine, ErrorClass, Escaped, MaasError, Machine, NodeStatus, Request};
 use crate::profile::Profile;
 use crate::provision::{
-    self, store::Record, Job, ProvisionError, ANNOTATION_ATTEMPTS, ANNOTATION_PROVISIONED,
+    self,
+    store::{DeploymentKey, Record},
+    Job, ProvisionError, ANNOTATION_ATTEMPTS, ANNOTATION_PROVISIONED,
 };
 use crate::status::{rfc3339, Board, MachineView};
 
@@ -274,7 +276,7 @@ impl NodeActor {
                 self.pending_record = Some(vec![(ANNOTATION_ATTEMPTS.to_string(), String::new())]);
             }
             if let Some(store) = self.deps.provision.as_ref().and_then(|p| p.store.clone()) {
-                persist(store, self.system_id.clone(), Record::default());
+                persist(store, self.deployment_key(), Some(Record::default()));
             }
         }
     }
@@ -292,12 +294,7 @@ impl NodeActor {
         }
         if let Some(p) = &self.deps.provision {
             if let Some(store) = p.store.clone() {
-                let id = self.system_id.clone();
-                actix_rt::task::spawn_blocking(move || {
-                    if let Err(e) = store.put(&id, None) {
-                        tracing::warn!(system_id = %id, error = %e, "cannot clear provisioning record");
-                    }
-                });
+                persist(store, self.deployment_key(), None);
             }
         }
         if self.deps.provision.is_some() && !self.deps.preview {
@@ -331,7 +328,17 @@ impl NodeActor {
         } else {
             0
         };
-        if let Some(r) = p.store.as_ref().and_then(|s| s.get(&self.system_id)) {
+        if let Some(r) = p.store.as_ref().and_then(|s| s.get(&self.deployment_key())) {
+            if let (Some(at), false) = (&r.provisioned_at, provisioned) {
+                // The journal has the success but MAAS does not (the annotation write
+                // was cut by a restart): finish recording it, never run it again.
+                if self.deps.annotations {
+                    self.pending_record = Some(vec![
+                        (ANNOTATION_PROVISIONED.to_string(), at.clone()),
+                        (ANNOTATION_ATTEMPTS.to_string(), String::new()),
+                    ]);
+                }
+            }
             provisioned |= r.provisioned_at.is_some();
             attempts = attempts.max(r.attempts);
             if r.last_error.is_some() {
@@ -346,6 +353,11 @@ impl NodeActor {
         } else {
             Provision::Pending
         };
+    }
+
+    /// The deployment this machine is in, as the provisioning journal keys it.
+    fn deployment_key(&self) -> DeploymentKey {
+        deployment_key(&self.deps, &self.machine)
     }
 
     fn evaluate(&mut self, ctx: &mut Context<Self>) {
@@ -598,6 +610,7 @@ impl NodeActor {
         let m = self.machine.clone();
         let deps = self.deps.clone();
         let profile = self.profile.clone();
+        let failed_before = self.provision.attempts;
         let queue = permits
             .acquire_owned()
             .into_actor(self)
@@ -610,9 +623,8 @@ impl NodeActor {
                 act.publish_in_flight();
                 async move { (permit, m, deps, profile) }.into_actor(act)
             });
-        let fut = queue.then(|(permit, m, deps, profile), act, _| {
+        let fut = queue.then(move |(permit, m, deps, profile), act, _| {
             async move {
-                let _permit = permit;
                 let started = Instant::now();
                 let fqdn = m.fqdn.clone().unwrap_or_else(|| m.hostname.clone());
                 let res = match provision::choose_ip(m.first_ip(), &fqdn).await {
@@ -630,13 +642,40 @@ impl NodeActor {
                     }
                     Err(e) => Err(e),
                 };
-                (res, started.elapsed())
+                drop(permit);
+                let took = started.elapsed();
+                // The verdict goes to the journal, and reaches the disk, before anything
+                // else happens with it: a restart after this point never runs it again.
+                let record = match &res {
+                    Ok(()) => Record {
+                        provisioned_at: Some(rfc3339(SystemTime::now())),
+                        attempts: 0,
+                        last_error: None,
+                    },
+                    Err(e) => Record {
+                        provisioned_at: None,
+                        attempts: failed_before + 1,
+                        last_error: Some(e.to_string()),
+                    },
+                };
+                if let Some(store) = deps.provision.as_ref().and_then(|p| p.store.clone()) {
+                    let key = deployment_key(&deps, &m);
+                    let rec = record.clone();
+                    match actix_rt::task::spawn_blocking(move || store.put(&key, Some(rec))).await {
+                        Ok(Ok(())) => {}
+                        Ok(Err(e)) => {
+                            tracing::error!(error = %e, "cannot write the provisioning journal")
+                        }
+                        Err(e) => tracing::error!(error = %e, "provisioning journal writer failed"),
+                    }
+                }
+                (res, took, record)
             }
             .into_actor(act)
         });
         ctx.spawn(
             fut.actor_instrument(self.span.clone())
-                .map(|(res, took), act, ctx| act.provision_done(res, took, ctx)),
+                .map(|(res, took, record), act, ctx| act.provision_done(res, took, record, ctx)),
         );
     }
 
@@ -644,6 +683,7 @@ impl NodeActor {
         &mut self,
         res: Result<(), ProvisionError>,
         took: Duration,
+        journaled: Record,
         ctx: &mut Context<Self>,
     ) {
         self.in_flight = None;
@@ -664,18 +704,9 @@ impl NodeActor {
                 self.provision.attempts = 0;
                 self.provision.last_error = None;
                 self.prov_backoff.reset();
-                let at = rfc3339(SystemTime::now());
-                if let Some(store) = p.store.clone() {
-                    persist(
-                        store,
-                        self.system_id.clone(),
-                        Record {
-                            provisioned_at: Some(at.clone()),
-                            attempts: 0,
-                            last_error: None,
-                        },
-                    );
-                }
+                let at = journaled
+                    .provisioned_at
+                    .unwrap_or_else(|| rfc3339(SystemTime::now()));
                 vec![
                     (ANNOTATION_PROVISIONED.to_string(), at),
                     (ANNOTATION_ATTEMPTS.to_string(), String::new()),
@@ -695,17 +726,6 @@ impl NodeActor {
                     self.provision.phase = Provision::Failed {
                         retry_at: instant_after(wait),
                     };
-                }
-                if let Some(store) = p.store.clone() {
-                    persist(
-                        store,
-                        self.system_id.clone(),
-                        Record {
-                            provisioned_at: None,
-                            attempts: self.provision.attempts,
-                            last_error: self.provision.last_error.clone(),
-                        },
-                    );
                 }
                 vec![(
                     ANNOTATION_ATTEMPTS.to_string(),
@@ -779,10 +799,9 @@ impl NodeActor {
         };
         self.in_flight = Some(ActionKind::Provision);
         let deps = self.deps.clone();
-        let fut = async move {
-            let _permit = deps.op_permits.clone().acquire_owned().await;
-            deps.client.call(&req, "op").await
-        };
+        // Outcome writes take no slot of `limits.max_ops_in_flight`: they are bounded
+        // by `provision.max_concurrent` already, and must not queue behind new work.
+        let fut = async move { deps.client.call(&req, "op").await };
         ctx.spawn(fut.into_actor(self).map(|res, act, ctx| {
             act.in_flight = None;
             match res {
@@ -950,10 +969,11 @@ impl NodeActor {
 
 use crate::metrics::Metrics;
 
-fn persist(store: Arc<provision::store::FileStore>, id: String, r: Record) {
+/// Write a journal entry in the background (an operator's retry, a release).
+fn persist(store: Arc<provision::store::FileStore>, key: DeploymentKey, r: Option<Record>) {
     actix_rt::task::spawn_blocking(move || {
-        if let Err(e) = store.put(&id, Some(r)) {
-            tracing::error!(system_id = %id, error = %e, "cannot write the provisioning state file");
+        if let Err(e) = store.put(&key, r) {
+            tracing::error!(system_id = %key.system_id, error = %e, "cannot write the provisioning journal");
         }
     });
 }
@@ -968,6 +988,15 @@ fn provisioner_for<'a>(
         p.by_profile.get(&profile.name)
     } else {
         p.provisioner.as_ref()
+    }
+}
+
+/// The deployment `m` is in, as the provisioning journal keys it.
+fn deployment_key(deps: &super::Deps, m: &Machine) -> DeploymentKey {
+    DeploymentKey {
+        region: deps.client.settings().base.clone(),
+        system_id: m.system_id.clone(),
+        installation: m.current_installation_result_id,
     }
 }
 
@@ -1074,6 +1103,7 @@ async fn power_helper_request(
         reason,
     };
     let mut cmd = tokio::process::Command::new(&h.script);
+    crate::child::prepare(&mut cmd, &h.scrub);
     cmd.arg(&h.user).arg(&m.hostname);
     for mac in m.macs() {
         cmd.arg(mac);
