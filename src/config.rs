@@ -906,12 +906,6 @@ fn validate(mut s: Settings) -> Result<Config, ConfigError> {
         (None, Some(d)) => Some(PathBuf::from(d).join(crate::provision::store::JOURNAL_FILE)),
         (None, None) => None,
     };
-    if journal.is_none() && provisioner != ProvisionerKind::None {
-        return Err(bad(
-            "state_dir",
-            "no place for the provisioning journal: set state_dir (or STATE_DIRECTORY, XDG_STATE_HOME or HOME)",
-        ));
-    }
 
     let deploy = DeployParams {
         distro_series: s.lifecycle.distro_series.trim().to_string(),
@@ -952,6 +946,13 @@ fn validate(mut s: Settings) -> Result<Config, ConfigError> {
         list,
         global: Arc::new(global),
     };
+    // Profiles may provision though `[provision]` does not.
+    if journal.is_none() && profiles.any_provisioning() {
+        return Err(bad(
+            "state_dir",
+            "no place for the provisioning journal: set state_dir (or STATE_DIRECTORY, XDG_STATE_HOME or HOME)",
+        ));
+    }
 
     Ok(Config {
         deploy,

@@ -750,3 +750,42 @@ async fn a_retry_tag_added_while_stopped_is_acted_on_at_start_and_removed() {
     stop(ctrl).await;
     sim.stop().await;
 }
+
+/// A pool MAAS does not know makes it refuse `pool=` (400 `No such pool(s)`): the list
+/// is read again without it and filtered on our side, selecting nothing, touching nothing.
+#[actix_rt::test]
+async fn a_refused_pool_filter_falls_back_to_filtering_on_our_side() {
+    let sim = start_sim(tagged_rack(), fast_timings());
+    let ctrl = start(
+        &sim,
+        &[
+            ("lifecycle.target", "ready"),
+            (
+                "filter.json",
+                r#"{"hosts":{"include":[".*"]},"zones":{"include":["default"]},
+                    "pools":{"include":["^nosuch$"]}}"#,
+            ),
+        ],
+    )
+    .await;
+    wait_for("a list without pool=", Duration::from_secs(30), || {
+        sim.with_world(|w| {
+            w.list_queries
+                .iter()
+                .any(|q| !q.iter().any(|(k, _)| k == "pool"))
+        })
+    })
+    .await;
+    actix_rt::time::sleep(Duration::from_millis(800)).await;
+    let refused: Vec<u16> = sim
+        .ops()
+        .into_iter()
+        .filter(|o| o.method == "GET")
+        .map(|o| o.http_status)
+        .collect();
+    assert_eq!(refused, [400], "one refused list, then no more");
+    assert!(accepted_ops(&sim).is_empty());
+    assert!(ctrl.board.all().is_empty());
+    stop(ctrl).await;
+    sim.stop().await;
+}
