@@ -327,6 +327,28 @@ testing_scripts = ["none"]
     assert_eq!(board(1).profile.as_deref(), Some("storage"));
     assert_eq!(board(1).target, "ready");
     assert_eq!(board(2).profile, None);
+    // The status API and the dashboard show it too, over HTTP.
+    let base = format!("http://{}", ctrl.http_addr.unwrap());
+    let get = |path: &str| {
+        let url = format!("{base}{path}");
+        async move {
+            let mut r = awc::Client::builder()
+                .timeout(Duration::from_secs(10))
+                .finish()
+                .get(url)
+                .send()
+                .await
+                .expect("listener answers");
+            let body = r.body().limit(16 << 20).await.unwrap();
+            String::from_utf8_lossy(&body).into_owned()
+        }
+    };
+    let api = get("/api/v1/machines").await;
+    assert!(api.contains(r#""profile":"gpu""#), "{api}");
+    assert!(api.contains(r#""profile":"storage""#), "{api}");
+    let page = get("/").await;
+    assert!(page.contains("<th>profile</th>"), "{page}");
+    assert!(page.contains("<td>gpu</td>"), "{page}");
     assert!(sim.duplicate_ops().is_empty(), "{:?}", sim.duplicate_ops());
     stop(ctrl).await;
     sim.stop().await;
