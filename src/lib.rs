@@ -16,6 +16,7 @@ pub mod config;
 pub mod dashboard;
 pub mod demo;
 pub mod filter;
+pub mod ha;
 pub mod http;
 pub mod lifecycle;
 pub mod logging;
