@@ -15,10 +15,11 @@ use crate::actors::supervisor::SetFilter;
 use crate::actors::watchdog::{self, PollerSpec};
 use crate::actors::{Deps, PollerHandle, PowerHelper, ProvisionDeps, Supervisor};
 use crate::backoff::Backoff;
-use crate::config::{Config, ProvisionerKind};
+use crate::config::Config;
 use crate::ha::Fence;
 use crate::maas::{ApiVersion, ClientSettings, MaasClient};
 use crate::metrics::Metrics;
+use crate::profile::ProvisionTarget;
 use crate::provision::http::HttpProvisioner;
 use crate::provision::script::ScriptProvisioner;
 use crate::provision::store::FileStore;
@@ -329,22 +330,22 @@ pub async fn start_actors(
     info!(user = %crate::maas::Escaped(&me), "acting as MAAS user");
     board.with_global(|g| g.maas_user = Some(me.clone()));
     let policy = cfg.policy(&me);
-    let store = match (&cfg.journal, &cfg.provisioner) {
-        (Some(path), kind) if *kind != ProvisionerKind::None => Some(Arc::new(
+    let store = match &cfg.journal {
+        Some(path) if cfg.profiles.any_provisioning() => Some(Arc::new(
             FileStore::open(path, &cfg.maas_base).map_err(StartError::Journal)?,
         )),
         _ => None,
     };
     let scrub = crate::child::Scrub::for_key(&cfg.api_key);
-    let provisioner = match &cfg.provisioner {
-        ProvisionerKind::None => None,
-        ProvisionerKind::Script(path) => Some(Provisioner::Script(ScriptProvisioner {
+    let make = |kind: &ProvisionTarget| match kind {
+        ProvisionTarget::None => None,
+        ProvisionTarget::Script(path) => Some(Provisioner::Script(ScriptProvisioner {
             path: path.clone(),
             ttl: s.provision.ttl,
             output_limit: s.provision.output_limit,
             scrub: scrub.clone(),
         })),
-        ProvisionerKind::Http(url) => Some(Provisioner::Http(HttpProvisioner::new(
+        ProvisionTarget::Http(url) => Some(Provisioner::Http(HttpProvisioner::new(
             url.clone(),
             s.provision.poll_interval.unwrap_or(s.maas.period),
             s.provision.first_poll,
@@ -354,9 +355,18 @@ pub async fn start_actors(
             metrics.clone(),
         ))),
     };
+    let provisioner = make(&cfg.profiles.global.provision);
+    let by_profile: std::collections::HashMap<String, Provisioner> = cfg
+        .profiles
+        .list
+        .iter()
+        .filter(|p| p.own_provisioner)
+        .filter_map(|p| make(&p.provision).map(|v| (p.name.clone(), v)))
+        .collect();
     let op_permits = Arc::new(Semaphore::new(s.limits.max_ops_in_flight));
-    let provision_permits = provisioner
-        .is_some()
+    let provision_permits = cfg
+        .profiles
+        .any_provisioning()
         .then(|| Arc::new(Semaphore::new(s.provision.max_concurrent)));
     let deps = Rc::new(Deps {
         client: client.clone(),
@@ -366,8 +376,10 @@ pub async fn start_actors(
         op_permits: op_permits.clone(),
         retry_base: s.limits.retry_base,
         retry_cap: s.limits.retry_cap,
-        provision: provisioner.map(|p| ProvisionDeps {
-            provisioner: p,
+        profiles: Arc::new(cfg.profiles.clone()),
+        provision: cfg.profiles.any_provisioning().then(|| ProvisionDeps {
+            provisioner,
+            by_profile,
             permits: provision_permits
                 .clone()
                 .unwrap_or_else(|| Arc::new(Semaphore::new(s.provision.max_concurrent))),
@@ -405,6 +417,12 @@ pub async fn start_actors(
         supervisor: supervisor.clone(),
         period: s.maas.period,
         zones: zones.unwrap_or_default(),
+        server_filter: (cfg.api_version == ApiVersion::V2).then(|| {
+            (
+                cfg.filter.server_side_pools(),
+                cfg.filter.server_side_tags(),
+            )
+        }),
         events_interval: events.then_some(s.events.interval),
         board: board.clone(),
         metrics: metrics.clone(),

@@ -26,6 +26,10 @@ pub struct Poller {
     period: Duration,
     /// Zones MAAS filters for us; dropped if MAAS refuses them.
     zones: Vec<String>,
+    /// Resource pools and one tag MAAS filters for us (`pool=`, `tags=`); each dropped
+    /// if MAAS refuses it.
+    pools: Vec<String>,
+    tags: Vec<String>,
     in_flight: bool,
     stopped: bool,
     next_tick: Instant,
@@ -165,6 +169,8 @@ impl Poller {
             supervisor,
             period,
             zones: zones.unwrap_or_default(),
+            pools: Vec::new(),
+            tags: Vec::new(),
             in_flight: false,
             stopped: false,
             next_tick: Instant::now(),
@@ -198,6 +204,18 @@ impl Poller {
         if !self.in_flight {
             self.schedule(ctx);
         }
+    }
+
+    /// Let MAAS narrow the list by pool and tag too (see `Filter::server_side_pools` and
+    /// `Filter::server_side_tags` for when that cannot change the selection).
+    pub fn with_server_filter(
+        mut self,
+        pools: Option<Vec<String>>,
+        tags: Option<Vec<String>>,
+    ) -> Self {
+        self.pools = pools.unwrap_or_default();
+        self.tags = tags.unwrap_or_default();
+        self
     }
 
     /// Follow the event log every `interval` between full lists.
@@ -451,7 +469,13 @@ impl Poller {
         self.in_flight = true;
         self.last_list_started = Some(started);
         let client = self.client.clone();
-        let req = client.api().list(&self.zones);
+        let mut req = client.api().list(&self.zones);
+        for p in &self.pools {
+            req = req.with_query("pool", p.clone());
+        }
+        for t in &self.tags {
+            req = req.with_query("tags", t.clone());
+        }
         let version = client.settings().version;
         let fut = async move {
             let body = client.call(&req, "list").await?;
@@ -527,6 +551,32 @@ impl Poller {
                     code: 400, body, ..
                 }) = &e
                 {
+                    if !self.pools.is_empty() && body.contains("pool") {
+                        warn!(pools = ?self.pools, answer = %body, "MAAS refused the pool filter; filtering on our side instead");
+                        self.pools.clear();
+                        self.metrics
+                            .fallbacks
+                            .get_or_create(&KindLabels {
+                                kind: "pool_filter".into(),
+                            })
+                            .inc();
+                        self.not_before = Some(Instant::now());
+                        ctx.run_later(Duration::from_millis(1), |act, ctx| act.tick(ctx));
+                        return;
+                    }
+                    if !self.tags.is_empty() && body.contains("tag") {
+                        warn!(tags = ?self.tags, answer = %body, "MAAS refused the tag filter; filtering on our side instead");
+                        self.tags.clear();
+                        self.metrics
+                            .fallbacks
+                            .get_or_create(&KindLabels {
+                                kind: "tag_filter".into(),
+                            })
+                            .inc();
+                        self.not_before = Some(Instant::now());
+                        ctx.run_later(Duration::from_millis(1), |act, ctx| act.tick(ctx));
+                        return;
+                    }
                     if !self.zones.is_empty() && body.contains("zone") {
                         // Not a failed poll: MAAS answered, we asked in a way it does not
                         // support. Counted as a fallback, and the list is asked again now.
@@ -620,7 +670,8 @@ impl Handler<StopPolling> for Poller {
 }
 
 /// Replace the zones MAAS filters for us (configuration reloaded) and list at once, so
-/// a new selection is acted on without waiting a period.
+/// a new selection is acted on without waiting a period. Pools and tags are filtered
+/// on our side from then on.
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct SetZones(pub Vec<String>);
@@ -630,6 +681,9 @@ impl Handler<SetZones> for Poller {
 
     fn handle(&mut self, msg: SetZones, ctx: &mut Self::Context) {
         self.zones = msg.0;
+        // Pools and tags of the new filter are applied on our side (always correct).
+        self.pools.clear();
+        self.tags.clear();
         if !self.stopped && !self.in_flight {
             self.not_before = Some(Instant::now());
             self.list_now(ctx);

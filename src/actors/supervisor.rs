@@ -126,7 +126,7 @@ impl Supervisor {
 
     /// One observation, full list or delta: filter, then route or retire.
     fn observe(&mut self, m: &Arc<Machine>, fetched_at: Instant, ctx: &mut Context<Self>) {
-        if self.filter.matches(&m.hostname, m.zone_name()) {
+        if self.filter.selects(m) {
             self.route(m.clone(), fetched_at, ctx);
         } else if self.nodes.contains_key(&m.system_id) || self.wanted_back.contains(&m.system_id) {
             self.retire(&m.system_id, "machine left the filter");

@@ -36,6 +36,8 @@ struct HandleState {
     addr: Addr<Poller>,
     /// Zones for a restarted poller (the configuration may have been reloaded).
     zones: Vec<String>,
+    /// Reloaded: pools and tags are filtered on our side.
+    reloaded: bool,
     /// Shutting down: a stopped poller is expected, not restarted.
     stopping: bool,
 }
@@ -70,9 +72,14 @@ impl PollerHandle {
 
     /// Remember the zones a restarted poller should use.
     pub fn set_zones(&self, zones: Vec<String>) {
-        self.inner.lock().zones = zones;
+        let mut st = self.inner.lock();
+        st.zones = zones;
+        st.reloaded = true;
     }
 }
+
+/// Pools and tags MAAS filters for us: `(pools, tags)`, each unset when client-side.
+pub type ServerFilter = (Option<Vec<String>>, Option<Vec<String>>);
 
 /// Everything needed to build a poller again.
 #[derive(Clone)]
@@ -81,13 +88,15 @@ pub struct PollerSpec {
     pub supervisor: Addr<Supervisor>,
     pub period: Duration,
     pub zones: Vec<String>,
+    /// Pools and tags MAAS filters for us (API 2.0).
+    pub server_filter: Option<ServerFilter>,
     pub events_interval: Option<Duration>,
     pub board: Arc<Board>,
     pub metrics: Arc<Metrics>,
 }
 
 impl PollerSpec {
-    fn build(&self, zones: Vec<String>) -> Poller {
+    fn build(&self, zones: Vec<String>, reloaded: bool) -> Poller {
         let p = Poller::new(
             self.client.clone(),
             self.supervisor.clone(),
@@ -96,6 +105,10 @@ impl PollerSpec {
             self.board.clone(),
             self.metrics.clone(),
         );
+        let p = match &self.server_filter {
+            Some((pools, tags)) if !reloaded => p.with_server_filter(pools.clone(), tags.clone()),
+            _ => p,
+        };
         match self.events_interval {
             Some(i) => p.with_event_feed(i),
             None => p,
@@ -105,11 +118,12 @@ impl PollerSpec {
 
 /// Start the poller and its watchdog on the current arbiter.
 pub fn start(spec: PollerSpec) -> PollerHandle {
-    let addr = spec.build(spec.zones.clone()).start();
+    let addr = spec.build(spec.zones.clone(), false).start();
     let handle = PollerHandle {
         inner: Arc::new(Mutex::new(HandleState {
             addr,
             zones: spec.zones.clone(),
+            reloaded: false,
             stopping: false,
         })),
     };
@@ -138,14 +152,14 @@ async fn watch(spec: PollerSpec, handle: PollerHandle) {
         error!(restart_in = ?delay, "the poller stopped: MAAS is not being read; starting a new poller");
         spec.board.with_global(|g| g.poller_stopped = true);
         actix_rt::time::sleep(delay).await;
-        let zones = {
+        let (zones, reloaded) = {
             let st = handle.inner.lock();
             if st.stopping {
                 return;
             }
-            st.zones.clone()
+            (st.zones.clone(), st.reloaded)
         };
-        let addr = spec.build(zones).start();
+        let addr = spec.build(zones, reloaded).start();
         handle.inner.lock().addr = addr;
         last_restart = Some(std::time::Instant::now());
         spec.metrics.poller_restarts.inc();
