@@ -61,10 +61,20 @@ pub struct MaasSettings {
 #[derive(Debug, Clone, Serialize, Deserialize, Default)]
 #[serde(deny_unknown_fields, default)]
 pub struct FilterSettings {
-    pub hosts: IncludeExclude,
-    pub zones: IncludeExclude,
+    pub hosts: FilterList,
+    pub zones: FilterList,
     /// The original tool's form: inline JSON or `@file`; replaces `hosts`/`zones`.
     pub json: Option<String>,
+}
+
+/// One TOML filter list. A missing `include` takes the default (`[".*"]` for hosts,
+/// `["^default$"]` for zones); an explicit `include = []` selects nothing, as an empty
+/// include did in the original tool.
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct FilterList {
+    pub include: Option<Vec<String>>,
+    pub exclude: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -161,10 +171,7 @@ impl Default for Settings {
     fn default() -> Self {
         Settings {
             maas: MaasSettings::default(),
-            filter: FilterSettings {
-                zones: FilterSpec::default_zone().zones,
-                ..FilterSettings::default()
-            },
+            filter: FilterSettings::default(),
             lifecycle: LifecycleSettings::default(),
             provision: ProvisionSettings::default(),
             recovery: RecoverySettings::default(),
@@ -518,10 +525,21 @@ fn validate(mut s: Settings) -> Result<Config, ConfigError> {
         Some(j) if !j.trim().is_empty() => {
             crate::filter::load_spec(j).map_err(|e| bad("filter.json", e.to_string()))?
         }
-        _ => FilterSpec {
-            hosts: s.filter.hosts.clone(),
-            zones: s.filter.zones.clone(),
-        },
+        _ => {
+            let default = FilterSpec::default_zone();
+            let list = |l: &mut FilterList, default: IncludeExclude| {
+                // Written back so `check-config` prints the effective lists.
+                let include = l.include.get_or_insert(default.include).clone();
+                IncludeExclude {
+                    include,
+                    exclude: l.exclude.clone(),
+                }
+            };
+            FilterSpec {
+                hosts: list(&mut s.filter.hosts, default.hosts),
+                zones: list(&mut s.filter.zones, default.zones),
+            }
+        }
     };
     let filter = Filter::new(spec).map_err(|e| match &e {
         crate::filter::FilterError::Regex { list, .. } => {
@@ -529,6 +547,11 @@ fn validate(mut s: Settings) -> Result<Config, ConfigError> {
         }
         _ => bad("filter", e.to_string()),
     })?;
+    for list in filter.empty_includes() {
+        warnings.push(format!(
+            "filter {list} is empty, so no machine is selected (as in the original tool); write [\".*\"] to include every name"
+        ));
+    }
 
     let target = match s.lifecycle.target.trim().to_ascii_lowercase().as_str() {
         "deployed" => Target::Deployed,
