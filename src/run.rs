@@ -13,7 +13,7 @@ use tracing::{error, info, warn};
 use crate::actors::{Deps, Poller, PowerHelper, ProvisionDeps, Supervisor};
 use crate::backoff::Backoff;
 use crate::config::{Config, ProvisionerKind};
-use crate::maas::{ApiVersion, ClientSettings, MaasClient};
+use crate::maas::{ApiVersion, ClientSettings, Identity, MaasClient};
 use crate::metrics::Metrics;
 use crate::provision::http::HttpProvisioner;
 use crate::provision::script::ScriptProvisioner;
@@ -92,8 +92,10 @@ pub fn client_for(cfg: &Config, metrics: Arc<Metrics>) -> MaasClient {
     )
 }
 
-/// Ask MAAS who we are, retrying with backoff while MAAS is unreachable.
-async fn whoami(client: &MaasClient, period: Duration) -> Result<String, StartError> {
+/// Ask MAAS who we are, retrying with backoff while MAAS is unreachable. On API 1.0 a
+/// server without whoami (MAAS 1.9, gomaasapi's TestServer) is not an error: our
+/// machines are then the ones `nodes/?op=list_allocated` names, read every period.
+async fn whoami(client: &MaasClient, period: Duration) -> Result<Identity, StartError> {
     #[derive(serde::Deserialize)]
     struct Me {
         username: String,
@@ -106,7 +108,7 @@ async fn whoami(client: &MaasClient, period: Duration) -> Result<String, StartEr
         let req = client.api().whoami();
         match client.call(&req, "read").await {
             Ok(body) => match serde_json::from_slice::<Me>(&body) {
-                Ok(me) => return Ok(me.username),
+                Ok(me) => return Ok(Identity::Username(me.username)),
                 Err(e) => warn!(error = %e, "users/?op=whoami gave an unexpected answer; retrying"),
             },
             Err(e) => match e.code() {
@@ -120,9 +122,8 @@ async fn whoami(client: &MaasClient, period: Duration) -> Result<String, StartEr
                     )))
                 }
                 400 | 404 if client.settings().version == ApiVersion::V1 => {
-                    return Err(StartError::Identity(format!(
-                        "{e}: set maas.username for API 1.0"
-                    )))
+                    info!(answer = %e, "this MAAS has no users/?op=whoami (MAAS 1.9): our machines are those nodes/?op=list_allocated names, read every period; maas.username overrides");
+                    return Ok(Identity::AllocatedToKey);
                 }
                 _ => warn!(error = %e, "MAAS is not answering yet; retrying"),
             },
@@ -153,10 +154,11 @@ pub async fn start(cfg: &Config) -> Result<Controller, StartError> {
         (Some(addr), Some(handle))
     };
     let client = client_for(cfg, metrics.clone());
-    let me = match s.maas.username.as_deref().filter(|u| !u.is_empty()) {
-        Some(u) => u.to_string(),
+    let identity = match s.maas.username.as_deref().filter(|u| !u.is_empty()) {
+        Some(u) => Identity::Username(u.to_string()),
         None => whoami(&client, s.maas.period).await?,
     };
+    let me = identity.policy_name().to_string();
     info!(user = %me, "acting as MAAS user");
     board.with_global(|g| g.maas_user = Some(me.clone()));
     let policy = cfg.policy(&me);
@@ -229,6 +231,9 @@ pub async fn start(cfg: &Config) -> Result<Controller, StartError> {
     );
     if s.events.enabled && cfg.api_version == ApiVersion::V2 {
         poller = poller.with_event_feed(s.events.interval);
+    }
+    if identity == Identity::AllocatedToKey {
+        poller = poller.with_allocated_ownership();
     }
     let poller = poller.start();
     Ok(Controller {

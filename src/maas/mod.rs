@@ -6,10 +6,12 @@ pub mod api;
 pub mod auth;
 pub mod client;
 pub mod model;
+pub mod ownership;
 pub mod status;
 
 pub use api::{Api, ApiVersion, DeployParams, Method, Request};
 pub use auth::ApiKey;
 pub use client::{ClientSettings, ErrorClass, MaasClient, MaasError};
 pub use model::{parse_machine, parse_machine_list, Machine, ParsedList};
+pub use ownership::Identity;
 pub use status::{NodeStatus, PowerState};
