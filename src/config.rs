@@ -360,12 +360,44 @@ impl Sources {
 }
 
 /// Load and validate. Reads the key file and filter/mapping files; makes no request.
+/// An error in a value that came from one of the original tool's variables names that
+/// variable.
 pub fn load(src: &Sources) -> Result<Config, ConfigError> {
-    let settings = load_settings(src)?;
-    validate(settings)
+    let legacy = crate::legacy_env::collect(&src.env)?;
+    let settings = load_layers(src, &legacy).map_err(|e| blame(e, &legacy, src))?;
+    let mut cfg = validate(settings).map_err(|e| blame(e, &legacy, src))?;
+    cfg.warnings.extend(legacy.warnings);
+    Ok(cfg)
 }
 
+/// Rename an error's key to the original's variable that set it, unless a
+/// `MAAS_FLOW_*` variable or a flag overrode that variable.
+fn blame(e: ConfigError, legacy: &crate::legacy_env::Legacy, src: &Sources) -> ConfigError {
+    match legacy.source_of(&e.key) {
+        Some(s) if !overridden(src, s.key) => ConfigError {
+            key: s.var.clone(),
+            problem: format!(
+                "{} (the original tool's variable, for `{}`)",
+                e.problem, e.key
+            ),
+        },
+        _ => e,
+    }
+}
+
+fn overridden(src: &Sources, key: &str) -> bool {
+    let env_name = format!("MAAS_FLOW_{}", key.to_ascii_uppercase().replace('.', "__"));
+    src.overrides.iter().any(|(k, _)| k == key) || src.env.iter().any(|(k, _)| *k == env_name)
+}
+
+/// The settings from every layer: defaults, the TOML file, the original tool's
+/// variables, `MAAS_FLOW_*` variables, flags (each overriding the ones before).
 pub fn load_settings(src: &Sources) -> Result<Settings, ConfigError> {
+    let legacy = crate::legacy_env::collect(&src.env)?;
+    load_layers(src, &legacy)
+}
+
+fn load_layers(src: &Sources, legacy: &crate::legacy_env::Legacy) -> Result<Settings, ConfigError> {
     use config::{Config as Cfg, Environment, File, FileFormat};
     let mut b = Cfg::builder();
     if let Some(path) = &src.file {
@@ -388,6 +420,11 @@ pub fn load_settings(src: &Sources) -> Result<Settings, ConfigError> {
         }
         b = b.add_source(File::from_str(&text, FileFormat::Toml));
     }
+    // The original tool's names (`MAAS_URL`, `PROVISION_URL`, ...): above the file,
+    // below our own variables and flags.
+    if !legacy.settings.is_empty() {
+        b = b.add_source(File::from_str(&legacy.to_toml(), FileFormat::Toml));
+    }
     let mut env: HashMap<String, String> = HashMap::new();
     for (k, v) in &src.env {
         // MAAS_FLOW_CONFIG names the file itself; it is not a setting.
@@ -402,27 +439,6 @@ pub fn load_settings(src: &Sources) -> Result<Settings, ConfigError> {
             .try_parsing(true)
             .source(Some(env)),
     );
-    // The original tool's environment names.
-    for (k, v) in &src.env {
-        let v = v.trim();
-        if v.is_empty() {
-            continue;
-        }
-        match k.as_str() {
-            "PROVISION_URL" => {
-                let (key, val) = legacy_provision_url(v);
-                b = b
-                    .set_override(key, val)
-                    .map_err(|e| bad("PROVISION_URL", e.to_string()))?;
-            }
-            "PROVISION_TTL" => {
-                b = b
-                    .set_override("provision.ttl", v)
-                    .map_err(|e| bad("PROVISION_TTL", e.to_string()))?;
-            }
-            _ => {}
-        }
-    }
     for (k, v) in &src.overrides {
         b = b
             .set_override(k.as_str(), v.as_str())
@@ -430,18 +446,6 @@ pub fn load_settings(src: &Sources) -> Result<Settings, ConfigError> {
     }
     let cfg = b.build().map_err(config_error)?;
     cfg.try_deserialize::<Settings>().map_err(config_error)
-}
-
-/// `PROVISION_URL` held a script path, a `file://` URL, or an http(s) URL.
-fn legacy_provision_url(v: &str) -> (&'static str, String) {
-    if v.starts_with("http://") || v.starts_with("https://") {
-        ("provision.url", v.to_string())
-    } else {
-        (
-            "provision.script",
-            v.strip_prefix("file://").unwrap_or(v).to_string(),
-        )
-    }
 }
 
 /// Turn the config crate's error into one naming the key.
@@ -750,19 +754,28 @@ fn load_mappings(text: &str) -> Result<HashMap<String, String>, ConfigError> {
         }
         None => text.to_string(),
     };
+    /// The first Go versions read `{"<mac>": {"hostname": "..."}}`; the later ones
+    /// (`MAC_TO_NAME_MAPPINGS`, a `map[string]string`) `{"<mac>": "<name>"}`.
     #[derive(Deserialize)]
-    struct Entry {
-        hostname: String,
+    #[serde(untagged)]
+    enum Entry {
+        Name(String),
+        Object { hostname: String },
     }
     let raw: HashMap<String, Entry> = serde_json::from_str(&json).map_err(|e| {
         bad(
             "lifecycle.mappings",
-            format!("expected {{\"<mac>\": {{\"hostname\": \"...\"}}}}: {e}"),
+            format!("expected {{\"<mac>\": {{\"hostname\": \"...\"}}}} or {{\"<mac>\": \"<name>\"}}: {e}"),
         )
     })?;
     Ok(raw
         .into_iter()
-        .map(|(mac, e)| (mac.to_ascii_lowercase(), e.hostname))
+        .map(|(mac, e)| {
+            let name = match e {
+                Entry::Name(n) | Entry::Object { hostname: n } => n,
+            };
+            (mac.to_ascii_lowercase(), name)
+        })
         .collect())
 }
 
@@ -849,14 +862,101 @@ mod tests {
     }
 
     #[test]
-    fn legacy_provision_url_picks_script_or_http() {
-        assert_eq!(
-            legacy_provision_url("file:///x/p.sh"),
-            ("provision.script", "/x/p.sh".into())
+    fn original_variables_sit_between_the_file_and_our_own() {
+        let toml = "[maas]\napi_key = \"a:b:c\"\nperiod = \"20s\"\nurl = \"http://file/MAAS\"\n";
+        let (_d, s) = src(
+            toml,
+            &[
+                ("MAAS_QUERY_INTERVAL", "1m"),
+                ("MAAS_URL", "http://env/MAAS"),
+            ],
+            &[],
         );
+        let c = load(&s).unwrap();
         assert_eq!(
-            legacy_provision_url("http://h/p"),
-            ("provision.url", "http://h/p".into())
+            c.settings.maas.period,
+            Duration::from_secs(60),
+            "above the file"
+        );
+        assert_eq!(c.maas_base, "http://env/MAAS/");
+        let (_d, mut s) = src(
+            toml,
+            &[
+                ("MAAS_QUERY_INTERVAL", "1m"),
+                ("MAAS_FLOW_MAAS__PERIOD", "30s"),
+                ("MAAS_URL", "http://env/MAAS"),
+            ],
+            &[],
+        );
+        s.overrides
+            .push(("maas.url".into(), "http://flag/MAAS".into()));
+        let c = load(&s).unwrap();
+        assert_eq!(
+            c.settings.maas.period,
+            Duration::from_secs(30),
+            "below MAAS_FLOW_*"
+        );
+        assert_eq!(c.maas_base, "http://flag/MAAS/", "below flags");
+    }
+
+    #[test]
+    fn errors_from_original_variables_name_the_variable() {
+        let cases: &[(&str, &str, &str)] = &[
+            ("MAAS_QUERY_INTERVAL", "0", "MAAS_QUERY_INTERVAL"),
+            ("MAAS_URL", "not a url", "MAAS_URL"),
+            ("MAAS_API_VERSION", "3.0", "MAAS_API_VERSION"),
+            (
+                "HOST_FILTER_SPEC",
+                r#"{"hosts":{"include":["("]}}"#,
+                "HOST_FILTER_SPEC",
+            ),
+            ("HOST_FILTER_SPEC", "{hosts", "HOST_FILTER_SPEC"),
+            ("MAC_TO_NAME_MAPPINGS", "[1]", "MAC_TO_NAME_MAPPINGS"),
+            ("PROVISION_URL", "/nonexistent/p.sh", "PROVISION_URL"),
+            (
+                "AUTOMATION_PREVIEW_ONLY",
+                "maybe",
+                "AUTOMATION_PREVIEW_ONLY",
+            ),
+        ];
+        for (var, value, key) in cases {
+            let (_d, s) = src("[maas]\napi_key = \"a:b:c\"\n", &[(var, value)], &[]);
+            let e = load(&s).unwrap_err();
+            assert_eq!(&e.key, key, "{var}={value}: {e}");
+        }
+        // Overridden by our own variable: the original's bad value is not used.
+        let (_d, s) = src(
+            "[maas]\napi_key = \"a:b:c\"\n",
+            &[
+                ("MAAS_URL", "not a url"),
+                ("MAAS_FLOW_MAAS__URL", "http://ok/MAAS"),
+            ],
+            &[],
+        );
+        assert!(load(&s).is_ok());
+    }
+
+    #[test]
+    fn mappings_take_both_of_the_originals_shapes() {
+        let (_d, s) = src(
+            "[maas]\napi_key = \"a:b:c\"\n",
+            &[("MAC_TO_NAME_MAPPINGS", r#"{"AA:BB:CC:DD:EE:01":"cord-01"}"#)],
+            &[],
+        );
+        let c = load(&s).unwrap();
+        assert_eq!(
+            c.mappings.get("aa:bb:cc:dd:ee:01").map(String::as_str),
+            Some("cord-01")
+        );
+        let (_d, s) = src(
+            "[maas]\napi_key = \"a:b:c\"\n[lifecycle]\nmappings = '{\"aa:bb:cc:dd:ee:02\": {\"hostname\": \"cord-02\"}}'\n",
+            &[],
+            &[],
+        );
+        let c = load(&s).unwrap();
+        assert_eq!(
+            c.mappings.get("aa:bb:cc:dd:ee:02").map(String::as_str),
+            Some("cord-02")
         );
     }
 

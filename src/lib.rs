@@ -15,6 +15,7 @@ pub mod config;
 pub mod demo;
 pub mod filter;
 pub mod http;
+pub mod legacy_env;
 pub mod lifecycle;
 pub mod maas;
 pub mod metrics;

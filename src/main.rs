@@ -35,7 +35,12 @@ enum Command {
         timeout: Duration,
     },
     /// Validate the configuration, print it (API key masked), and exit.
-    CheckConfig,
+    CheckConfig {
+        /// Also list the machines once (a read-only GET) and print how many each filter
+        /// pattern matches.
+        #[arg(long)]
+        list: bool,
+    },
 }
 
 /// Flags override the file and the environment. The original tool's single-dash
@@ -199,18 +204,69 @@ fn main() -> ExitCode {
                         return ExitCode::from(2);
                     }
                 };
-            if matches!(cmd, Command::CheckConfig) {
+            if let Command::CheckConfig { list } = cmd {
                 for w in &cfg.warnings {
                     eprintln!("warning: {w}");
                 }
                 print!("{}", cfg.render());
                 println!("# configuration is valid");
-                return ExitCode::SUCCESS;
+                println!(
+                    "# filter: each pattern is searched for in the name (^...$ for a whole name); zone= sent to MAAS: {}",
+                    match cfg.filter.server_side_zones() {
+                        Some(z) => z.join(", "),
+                        None => "none (filtered here)".into(),
+                    }
+                );
+                if !list {
+                    return ExitCode::SUCCESS;
+                }
+                return actix_rt::System::new().block_on(check_filter(cfg));
             }
             init_logging(&cfg.settings.log.level, &cfg.settings.log.format);
             actix_rt::System::new().block_on(serve(cfg))
         }
     }
+}
+
+/// `check-config --list`: one read-only machine list, and what each pattern matches.
+async fn check_filter(cfg: config::Config) -> ExitCode {
+    let metrics = std::sync::Arc::new(maas_flow::metrics::Metrics::new());
+    let client = maas_flow::run::client_for(&cfg, metrics);
+    let req = client.api().list(&[]);
+    let parsed = match client.call(&req, "list").await {
+        Ok(body) => maas_flow::maas::parse_machine_list(&body, cfg.api_version),
+        Err(e) => {
+            eprintln!("maas-flow: cannot list the machines: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let parsed = match parsed {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("maas-flow: cannot list the machines: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let report = cfg.filter.report(
+        parsed
+            .machines
+            .iter()
+            .map(|m| (m.hostname.as_str(), m.zone_name())),
+    );
+    println!(
+        "# filter selects {} of the {} machines MAAS lists now",
+        report.selected, report.listed
+    );
+    for p in &report.patterns {
+        println!("#   {} {:?}: {} machines", p.list, p.pattern, p.machines);
+    }
+    for p in report.unmatched() {
+        eprintln!(
+            "warning: filter pattern {:?} in {} matches none of the {} machines MAAS lists",
+            p.pattern, p.list, report.listed
+        );
+    }
+    ExitCode::SUCCESS
 }
 
 async fn serve(cfg: config::Config) -> ExitCode {
