@@ -213,8 +213,8 @@ fn main() -> ExitCode {
                 println!(
                     "# filter: each pattern is searched for in the name (^...$ for a whole name); zone= sent to MAAS: {}",
                     match cfg.filter.server_side_zones() {
-                        Some(z) => z.join(", "),
-                        None => "none (filtered here)".into(),
+                        Some(z) if cfg.api_version == maas_flow::maas::ApiVersion::V2 => z.join(", "),
+                        _ => "none (filtered here)".into(),
                     }
                 );
                 if !list {
