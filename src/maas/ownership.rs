@@ -82,7 +82,14 @@ pub async fn mark(client: &MaasClient, machines: &mut [Arc<Machine>]) {
                 .iter()
                 .filter(|m| m.owner.is_some() || needs_owner(m.status))
                 .count();
-            tracing::warn!(error = %e, held, "cannot tell which machines are ours this period; leaving allocated and deployed machines alone");
+            let hint = match &e {
+                // gomaasapi's TestServer has neither whoami nor list_allocated.
+                AllocatedError::Maas(m) if matches!(m.code(), 400 | 404) => {
+                    "; this server has no nodes/?op=list_allocated either: set maas.username"
+                }
+                _ => "",
+            };
+            tracing::warn!(error = %e, held, "cannot tell which machines are ours this period; leaving allocated and deployed machines alone{hint}");
             apply(machines, None);
         }
     }
