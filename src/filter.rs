@@ -76,7 +76,27 @@ pub fn load_spec(text: &str) -> Result<FilterSpec, FilterError> {
         }
         None => text.to_string(),
     };
-    Ok(serde_json::from_str(&json)?)
+    let mut value: serde_json::Value = serde_json::from_str(&json)?;
+    go_json_shape(&mut value, 0);
+    Ok(serde_json::from_value(value)?)
+}
+
+/// Read the JSON as Go's `encoding/json` read it into the original's `HostFilter`: key
+/// names match case-insensitively (`"Hosts"`, `"Include"`), and `null` is an empty
+/// list. Unknown keys stay errors (Go ignored them, hiding typos in a safety filter).
+fn go_json_shape(v: &mut serde_json::Value, depth: usize) {
+    match v {
+        serde_json::Value::Object(map) if depth < 2 => {
+            let entries = std::mem::take(map);
+            for (k, mut val) in entries {
+                go_json_shape(&mut val, depth + 1);
+                map.insert(k.to_ascii_lowercase(), val);
+            }
+        }
+        serde_json::Value::Null if depth == 1 => *v = serde_json::Value::Object(Default::default()),
+        serde_json::Value::Null if depth == 2 => *v = serde_json::Value::Array(Vec::new()),
+        _ => {}
+    }
 }
 
 /// Expand `$VAR` and `${VAR}` from the environment; unknown variables become empty.
@@ -570,6 +590,18 @@ mod tests {
             load_spec("@/nonexistent/f.json"),
             Err(FilterError::File { .. })
         ));
+    }
+
+    /// Go's `encoding/json` matches keys case-insensitively and reads `null` as an
+    /// empty slice (opencord/maas `automation/maas-flow.go`, `json.Unmarshal` into
+    /// `HostFilter`).
+    #[test]
+    fn keys_and_nulls_read_as_go_read_them() {
+        let f =
+            filter(r#"{"Hosts":{"Include":["cord"],"EXCLUDE":null},"zones":{"include":[".*"]}}"#);
+        assert!(f.matches("cord-01", "default"));
+        assert_eq!(f.spec().hosts.exclude, Vec::<String>::new());
+        assert!(load_spec(r#"{"hosts":{"include":["a"]},"zone":{}}"#).is_err());
     }
 
     #[test]
