@@ -106,6 +106,14 @@ const VARS: &[(&str, &str, Kind, Empty)] = &[
     ("HOST_FILTER_SPEC", "filter.json", Kind::Text, Empty::Error),
 ];
 
+/// Every environment variable that can carry the API key: removed from maas-flow's own
+/// environment once the configuration is loaded, so no child process inherits it.
+pub const KEY_VARS: [&str; 3] = [
+    "MAAS_FLOW_MAAS__API_KEY",
+    "MAAS_API_KEY",
+    "AUTOMATION_MAAS_API_KEY",
+];
+
 /// The prefix the original passed to `envconfig.Process`.
 const PREFIX: &str = "AUTOMATION_";
 

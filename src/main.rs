@@ -204,6 +204,11 @@ fn main() -> ExitCode {
                         return ExitCode::from(2);
                     }
                 };
+            // The key now lives in `cfg.api_key`; drop every copy from the environment so
+            // no child (provisioning script, power helper) can inherit it.
+            for var in maas_flow::legacy_env::KEY_VARS {
+                std::env::remove_var(var);
+            }
             if let Command::CheckConfig { list } = cmd {
                 for w in &cfg.warnings {
                     eprintln!("warning: {w}");

@@ -209,7 +209,8 @@ async fn original_flags_and_filter_converge_touching_exactly_the_selected_machin
     );
     converge_and_check(&sim, &mut child, dir.path(), false).await;
     let log = stop_child(child, dir.path());
-    assert!(!log.contains(&key[key.len() - 6..]), "the key stays secret");
+    let secret = key.rsplit(':').next().unwrap();
+    assert!(!log.contains(secret), "the key stays secret");
     assert!(
         log.contains(r#"hosts.include "cord"=8"#)
             && log.contains(r#"hosts.exclude "^skip-"=2"#)
@@ -555,5 +556,84 @@ async fn check_config_list_counts_machines_per_pattern() {
         .filter(|o| o.method != "GET")
         .collect();
     assert!(mutating.is_empty(), "read-only: {mutating:?}");
+    sim.stop().await;
+}
+
+/// A Docker deployment of the original, unchanged: everything from its variables
+/// (opencord/maas `automation/maas-flow.go`, `Config`), `PROVISION_URL` a script. The
+/// machine is deployed and provisioned, `AUTOMATION_MAAS_API_KEY` wins over
+/// `MAAS_API_KEY` (envconfig's order), and neither key reaches the script's environment.
+#[actix_rt::test]
+async fn the_originals_environment_alone_drives_a_deployment() {
+    use std::os::unix::fs::PermissionsExt;
+    let sim = start_sim_with(SimConfig::default(), rack("maas-flow"));
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("provisioned");
+    let script = dir.path().join("provision.sh");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\n{{ echo \"$1 $2\"; env; }} > '{}.tmp' && mv '{0}.tmp' '{0}'\n",
+            out.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let key = sim.api_key();
+    let script_s = script.display().to_string();
+    let mut child = spawn(
+        dir.path(),
+        &[],
+        &[
+            ("MAAS_URL", &sim.base_url),
+            ("AUTOMATION_MAAS_API_KEY", &key),
+            ("MAAS_API_KEY", "decoy:decoy:decoysecret"),
+            ("MAAS_API_VERSION", "2.0"),
+            ("MAAS_QUERY_INTERVAL", "1s"),
+            (
+                "HOST_FILTER_SPEC",
+                r#"{"hosts":{"include":["^cord-01$"]},"zones":{"include":["^default$"]}}"#,
+            ),
+            ("PROVISION_URL", &script_s),
+            ("PROVISION_TTL", "1m"),
+            ("PREVIEW_ONLY", "false"),
+            ("LOG_LEVEL", "info"),
+        ],
+    );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !out.exists() {
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!(
+                "maas-flow exited ({status}): {}",
+                std::fs::read_to_string(dir.path().join("stderr")).unwrap_or_default()
+            );
+        }
+        assert!(Instant::now() < deadline, "not provisioned in 60 s");
+        actix_rt::time::sleep(Duration::from_millis(50)).await;
+    }
+    let _ = stop_child(child, dir.path());
+    let env = std::fs::read_to_string(&out).unwrap();
+    let id = scenario::system_id(0);
+    assert!(env.starts_with(&format!("{id} cord-01")), "{env}");
+    assert!(
+        !env.contains("simsecret") && !env.contains("decoysecret"),
+        "key leaked to the script"
+    );
+    assert_eq!(
+        ops_for(&sim, &id),
+        [
+            "commission",
+            "allocate",
+            "deploy",
+            "set_workload_annotations"
+        ]
+    );
+    for m in sim.machines().iter().filter(|m| m.system_id != id) {
+        assert!(
+            ops_for(&sim, &m.system_id).is_empty(),
+            "{} touched",
+            m.hostname
+        );
+    }
     sim.stop().await;
 }
