@@ -43,9 +43,9 @@ enum Command {
     },
 }
 
-/// Flags override the file and the environment. The original tool's single-dash
-/// spellings (`-maas`, `-apiKey`, `-apiVersion`, `-period`, `-filter`, `-preview`,
-/// `-mappings`) are accepted too.
+/// Flags override the file and the environment. The original tool's Go flags
+/// (`-maas`, `-apikey`/`-apiKey`, `-apiVersion`, `-period`, `-filter`, `-preview`,
+/// `-mappings`, `-always-rename`, `-verbose`) are accepted too.
 #[derive(Args, Debug, Default)]
 struct Flags {
     /// TOML configuration file.
@@ -133,34 +133,59 @@ impl Flags {
     }
 }
 
-/// Rewrite the original tool's Go-style flags (`-apiKey X`) to ours (`--api-key X`).
+/// Rewrite the original tool's Go-style flags (`-apikey X`) to ours (`--api-key X`).
+///
+/// As Go's `flag` package parses them (opencord/maas `automation/maas-flow.go` before
+/// envconfig): one or two dashes, `-name value` or `-name=value`, and boolean flags take
+/// `=value` in `strconv.ParseBool`'s spellings (`-always-rename=false`). The Go tool's
+/// key flag was `-apikey`; its README wrote `-apiKey`: both work. `-verbose` is debug
+/// logging.
 fn legacy_args(args: impl Iterator<Item = String>) -> Vec<String> {
-    const MAP: &[(&str, &str)] = &[
+    const VALUED: &[(&str, &str)] = &[
         ("maas", "--maas"),
+        ("apikey", "--api-key"),
         ("apiKey", "--api-key"),
         ("apiVersion", "--api-version"),
         ("period", "--period"),
         ("filter", "--filter"),
-        ("preview", "--preview"),
         ("mappings", "--mappings"),
-        ("always-rename", "--always-rename"),
     ];
-    args.map(|a| {
-        if let Some(rest) = a.strip_prefix('-').filter(|r| !r.starts_with('-')) {
-            let (name, value) = match rest.split_once('=') {
-                Some((n, v)) => (n, Some(v)),
-                None => (rest, None),
-            };
-            if let Some((_, long)) = MAP.iter().find(|(n, _)| *n == name) {
-                return match value {
-                    Some(v) => format!("{long}={v}"),
-                    None => long.to_string(),
-                };
+    const BOOLS: &[(&str, &[&str])] = &[
+        ("preview", &["--preview"]),
+        ("always-rename", &["--always-rename"]),
+        ("verbose", &["--log-level", "debug"]),
+    ];
+    let mut out = Vec::new();
+    for a in args {
+        let rest = a
+            .strip_prefix("--")
+            .or_else(|| a.strip_prefix('-'))
+            .filter(|r| !r.is_empty() && !r.starts_with('-'));
+        let Some(rest) = rest else {
+            out.push(a);
+            continue;
+        };
+        let (name, value) = match rest.split_once('=') {
+            Some((n, v)) => (n, Some(v)),
+            None => (rest, None),
+        };
+        if let Some((_, long)) = VALUED.iter().find(|(n, _)| *n == name) {
+            out.push(match value {
+                Some(v) => format!("{long}={v}"),
+                None => long.to_string(),
+            });
+        } else if let Some((_, ours)) = BOOLS.iter().find(|(n, _)| *n == name) {
+            match value.map(maas_flow::legacy_env::parse_go_bool) {
+                None | Some(Some(true)) => out.extend(ours.iter().map(|s| s.to_string())),
+                Some(Some(false)) => {}
+                // Not a Go boolean: leave it for clap to refuse, naming the flag.
+                Some(None) => out.push(a),
             }
+        } else {
+            out.push(a);
         }
-        a
-    })
-    .collect()
+    }
+    out
 }
 
 fn init_logging(level: &str, format: &str) {

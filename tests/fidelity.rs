@@ -637,3 +637,38 @@ async fn the_originals_environment_alone_drives_a_deployment() {
     }
     sim.stop().await;
 }
+
+/// The Go tool's flags as Go's `flag` package parsed them (opencord/maas
+/// `automation/maas-flow.go` up to df9df63: `flag.String("apikey", ...)`,
+/// `flag.Bool("always-rename", true, ...)`, `flag.Bool("verbose", ...)`): the real
+/// spelling `-apikey`, `--name`, `-name=value`, and booleans with `=false`.
+#[test]
+fn go_flag_spellings_are_accepted() {
+    let (code, out, err) = check_config(
+        &[],
+        &[
+            "-apikey",
+            "ck:tk:flagsecret",
+            "--apiVersion=1.0",
+            "--period",
+            "20s",
+            "-preview=t",
+            "-always-rename=false",
+            "-verbose",
+        ],
+    );
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains(r#"api_key = "***:***:***""#), "{out}");
+    assert!(out.contains(r#"api_version = "1.0""#), "{out}");
+    assert!(out.contains(r#"period = "20s""#), "{out}");
+    assert!(out.contains("preview = true"), "{out}");
+    assert!(out.contains("always_rename = false"), "{out}");
+    assert!(out.contains(r#"level = "debug""#), "{out}");
+    let (_, out, _) = check_config(&[], &["-always-rename=1", "-preview=false"]);
+    assert!(
+        out.contains("always_rename = true") && out.contains("preview = false"),
+        "{out}"
+    );
+    let (code, _, err) = check_config(&[], &["-preview=maybe"]);
+    assert_eq!(code, Some(2), "{err}");
+}
