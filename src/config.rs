@@ -422,6 +422,14 @@ fn load_layers(src: &Sources, legacy: &crate::legacy_env::Legacy) -> Result<Sett
     }
     // The original tool's names (`MAAS_URL`, `PROVISION_URL`, ...): above the file,
     // below our own variables and flags.
+    let mut legacy = legacy.clone();
+    if overridden(src, "provision.url") || overridden(src, "provision.script") {
+        // Our own provisioner setting wins over PROVISION_URL as a whole: it must not
+        // leave the variable's half behind to collide with it.
+        legacy
+            .settings
+            .retain(|s| s.key != "provision.url" && s.key != "provision.script");
+    }
     if !legacy.settings.is_empty() {
         b = b.add_source(File::from_str(&legacy.to_toml(), FileFormat::Toml));
     }
@@ -934,6 +942,36 @@ mod tests {
             &[],
         );
         assert!(load(&s).is_ok());
+    }
+
+    #[test]
+    fn our_provisioner_setting_replaces_provision_url_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let script = dir.path().join("p.sh");
+        std::fs::write(&script, "#!/bin/sh\n").unwrap();
+        let script = script.display().to_string();
+        let (_d, s) = src(
+            "[maas]\napi_key = \"a:b:c\"\n",
+            &[
+                ("PROVISION_URL", "http://prov/x"),
+                ("MAAS_FLOW_PROVISION__SCRIPT", script.as_str()),
+            ],
+            &[],
+        );
+        let c = load(&s).unwrap();
+        assert_eq!(
+            c.provisioner,
+            ProvisionerKind::Script(script.clone().into())
+        );
+        let (_d, mut s) = src(
+            "[maas]\napi_key = \"a:b:c\"\n",
+            &[("PROVISION_URL", &script)],
+            &[],
+        );
+        s.overrides
+            .push(("provision.url".into(), "http://flag/p".into()));
+        let c = load(&s).unwrap();
+        assert_eq!(c.provisioner, ProvisionerKind::Http("http://flag/p".into()));
     }
 
     #[test]

@@ -274,7 +274,7 @@ impl Legacy {
         self.settings.iter().find(|s| {
             s.key == key
                 || (s.key == "filter.json" && (key == "filter" || key.starts_with("filter.")))
-                || (s.key.starts_with("provision.") && key == "provision")
+                || ((s.key == "provision.url" || s.key == "provision.script") && key == "provision")
         })
     }
 }
