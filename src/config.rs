@@ -58,13 +58,31 @@ pub struct MaasSettings {
     pub max_body_mib: u64,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct FilterSettings {
     pub hosts: FilterList,
     pub zones: FilterList,
     /// The original tool's form: inline JSON or `@file`; replaces `hosts`/`zones`.
     pub json: Option<String>,
+}
+
+impl Default for FilterSettings {
+    /// Every host in the zone named `default` ([`FilterSpec::default_zone`]).
+    fn default() -> Self {
+        let d = FilterSpec::default_zone();
+        FilterSettings {
+            hosts: FilterList {
+                include: Some(d.hosts.include),
+                exclude: d.hosts.exclude,
+            },
+            zones: FilterList {
+                include: Some(d.zones.include),
+                exclude: d.zones.exclude,
+            },
+            json: None,
+        }
+    }
 }
 
 /// One TOML filter list. A missing `include` takes the default (`[".*"]` for hosts,
@@ -75,6 +93,15 @@ pub struct FilterSettings {
 pub struct FilterList {
     pub include: Option<Vec<String>>,
     pub exclude: Vec<String>,
+}
+
+impl From<IncludeExclude> for FilterList {
+    fn from(l: IncludeExclude) -> Self {
+        FilterList {
+            include: Some(l.include),
+            exclude: l.exclude,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -273,6 +300,10 @@ impl Default for LogSettings {
     }
 }
 
+/// The shortest `maas.period` accepted. Shorter is a typo (`1ms` for `1m`): every
+/// period costs the region a full list. The simulator tests run at 100 ms+.
+pub const MIN_PERIOD: Duration = Duration::from_millis(100);
+
 /// A configuration problem, naming the key.
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 #[error("configuration error: `{key}`: {problem}")]
@@ -334,8 +365,24 @@ impl Config {
     }
 
     /// The effective configuration as TOML, with the API key masked.
+    ///
+    /// When `filter.json` is set it replaces `[filter.hosts]`/`[filter.zones]`; those
+    /// tables are printed with the filter actually in force, so an empty include list
+    /// never reads as "everything" while the JSON says otherwise.
     pub fn render(&self) -> String {
-        toml::to_string_pretty(&self.settings).unwrap_or_else(|e| format!("# cannot render: {e}\n"))
+        let mut shown = self.settings.clone();
+        let mut head = String::new();
+        if non_empty(&shown.filter.json).is_some() {
+            shown.filter.hosts = self.filter.spec().hosts.clone().into();
+            shown.filter.zones = self.filter.spec().zones.clone().into();
+            head.push_str(
+                "# filter.json is set: [filter.hosts] and [filter.zones] below show the filter it defines.\n",
+            );
+        }
+        match toml::to_string_pretty(&shown) {
+            Ok(t) => head + &t,
+            Err(e) => format!("# cannot render: {e}\n"),
+        }
     }
 }
 
@@ -361,33 +408,123 @@ impl Sources {
 
 /// Load and validate. Reads the key file and filter/mapping files; makes no request.
 /// An error in a value that came from one of the original tool's variables names that
-/// variable.
+/// variable; an error about a key that a flag or a `MAAS_FLOW_*` variable set names that
+/// flag or variable too: the operator looking at the file would otherwise not find the
+/// value.
 pub fn load(src: &Sources) -> Result<Config, ConfigError> {
     let legacy = crate::legacy_env::collect(&src.env)?;
-    let settings = load_layers(src, &legacy).map_err(|e| blame(e, &legacy, src))?;
-    let mut cfg = validate(settings).map_err(|e| blame(e, &legacy, src))?;
+    let mut cfg = load_layers(src, &legacy).and_then(validate).map_err(|e| {
+        match legacy.source_of(&e.key) {
+            Some(s) if !overridden(src, s.key) => blame(e, s),
+            _ => name_the_source(e, src),
+        }
+    })?;
     cfg.warnings.extend(legacy.warnings);
     Ok(cfg)
 }
 
-/// Rename an error's key to the original's variable that set it, unless a
-/// `MAAS_FLOW_*` variable or a flag overrode that variable.
-fn blame(e: ConfigError, legacy: &crate::legacy_env::Legacy, src: &Sources) -> ConfigError {
-    match legacy.source_of(&e.key) {
-        Some(s) if !overridden(src, s.key) => ConfigError {
-            key: s.var.clone(),
-            problem: format!(
-                "{} (the original tool's variable, for `{}`)",
-                e.problem, e.key
-            ),
-        },
-        _ => e,
+/// The environment variable that sets `key` (`maas.period` → `MAAS_FLOW_MAAS__PERIOD`).
+pub fn env_name(key: &str) -> String {
+    format!("MAAS_FLOW_{}", key.replace('.', "__").to_ascii_uppercase())
+}
+
+/// Append where a bad value came from when it was not the file: a flag wins over the
+/// environment, which wins over the file.
+fn name_the_source(mut e: ConfigError, src: &Sources) -> ConfigError {
+    let under = |k: &str| k == e.key || k.starts_with(&format!("{}.", e.key));
+    if let Some((k, _)) = src.overrides.iter().rev().find(|(k, _)| under(k)) {
+        let flag = if k == &e.key {
+            String::new()
+        } else {
+            format!(" ({k})")
+        };
+        e.problem
+            .push_str(&format!(" (set by a command-line flag{flag})"));
+        return e;
+    }
+    let vars: Vec<&str> = src
+        .env
+        .iter()
+        .filter(|(k, _)| k.starts_with("MAAS_FLOW_") && k.as_str() != "MAAS_FLOW_CONFIG")
+        .filter(|(k, _)| {
+            let key = k["MAAS_FLOW_".len()..]
+                .to_ascii_lowercase()
+                .replace("__", ".");
+            under(&key)
+        })
+        .map(|(k, _)| k.as_str())
+        .collect();
+    // The original tool's variables (`PROVISION_URL`, ...) are named by `blame` instead.
+    if !vars.is_empty() {
+        e.problem.push_str(&format!(
+            " (set by environment variable {})",
+            vars.join(", ")
+        ));
+    }
+    e
+}
+
+/// Keys whose value is a list (`filter.hosts.include`, ...), found from the defaults so
+/// a list key added to [`Settings`] is covered without being named here. From the
+/// environment they take a JSON array (`["rack1-.*","spare"]`) or comma-separated values
+/// (`rack1-.*,spare`); use the JSON form for a pattern that itself holds a comma.
+pub fn list_keys() -> Vec<String> {
+    fn walk(prefix: &str, v: &toml::Value, out: &mut Vec<String>) {
+        match v {
+            toml::Value::Array(_) => out.push(prefix.to_string()),
+            toml::Value::Table(t) => {
+                for (k, v) in t {
+                    let key = if prefix.is_empty() {
+                        k.clone()
+                    } else {
+                        format!("{prefix}.{k}")
+                    };
+                    walk(&key, v, out);
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    if let Ok(v) = toml::Value::try_from(Settings::default()) {
+        walk("", &v, &mut out);
+    }
+    out
+}
+
+/// A list-valued key's value from the environment.
+fn env_list(var: &str, key: &str, v: &str) -> Result<Vec<String>, ConfigError> {
+    let t = v.trim();
+    if t.starts_with('[') {
+        return serde_json::from_str::<Vec<String>>(t).map_err(|e| {
+            bad(
+                key,
+                format!("{var}: not a JSON array of strings ({e}); or give comma-separated values"),
+            )
+        });
+    }
+    Ok(t.split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .map(str::to_string)
+        .collect())
+}
+
+/// Rename an error's key to the original's variable that set it (when no `MAAS_FLOW_*`
+/// variable or flag overrode it).
+fn blame(e: ConfigError, s: &crate::legacy_env::Setting) -> ConfigError {
+    ConfigError {
+        key: s.var.clone(),
+        problem: format!(
+            "{} (the original tool's variable, for `{}`)",
+            e.problem, e.key
+        ),
     }
 }
 
 fn overridden(src: &Sources, key: &str) -> bool {
-    let env_name = format!("MAAS_FLOW_{}", key.to_ascii_uppercase().replace('.', "__"));
-    src.overrides.iter().any(|(k, _)| k == key) || src.env.iter().any(|(k, _)| *k == env_name)
+    let var = env_name(key);
+    src.overrides.iter().any(|(k, _)| k == key) || src.env.iter().any(|(k, _)| *k == var)
 }
 
 /// The settings from every layer: defaults, the TOML file, the original tool's
@@ -434,10 +571,19 @@ fn load_layers(src: &Sources, legacy: &crate::legacy_env::Legacy) -> Result<Sett
         b = b.add_source(File::from_str(&legacy.to_toml(), FileFormat::Toml));
     }
     let mut env: HashMap<String, String> = HashMap::new();
+    let list_keys = list_keys();
+    let mut lists: Vec<(&str, Vec<String>)> = Vec::new();
     for (k, v) in &src.env {
         // MAAS_FLOW_CONFIG names the file itself; it is not a setting.
         if k.starts_with("MAAS_FLOW_") && k != "MAAS_FLOW_CONFIG" {
-            env.insert(k.clone(), v.clone());
+            let key = k["MAAS_FLOW_".len()..]
+                .to_ascii_lowercase()
+                .replace("__", ".");
+            if let Some(list_key) = list_keys.iter().find(|l| **l == key) {
+                lists.push((list_key, env_list(k, list_key, v)?));
+            } else {
+                env.insert(k.clone(), v.clone());
+            }
         }
     }
     b = b.add_source(
@@ -447,6 +593,9 @@ fn load_layers(src: &Sources, legacy: &crate::legacy_env::Legacy) -> Result<Sett
             .try_parsing(true)
             .source(Some(env)),
     );
+    for (k, v) in lists {
+        b = b.set_override(k, v).map_err(|e| bad(k, e.to_string()))?;
+    }
     for (k, v) in &src.overrides {
         b = b
             .set_override(k.as_str(), v.as_str())
@@ -526,7 +675,16 @@ fn validate(mut s: Settings) -> Result<Config, ConfigError> {
         s.maas.api_key = Some("***:***:***".into());
     }
 
-    positive(&s.maas.period, "maas.period")?;
+    if s.maas.period < MIN_PERIOD {
+        return Err(bad(
+            "maas.period",
+            format!(
+                "{} is too short: a full list every period must be possible; use at least {} (15s is usual)",
+                humantime::format_duration(s.maas.period),
+                humantime::format_duration(MIN_PERIOD)
+            ),
+        ));
+    }
     positive(&s.maas.request_timeout, "maas.request_timeout")?;
     positive(&s.maas.list_timeout, "maas.list_timeout")?;
     if s.maas.max_body_mib == 0 {
@@ -670,15 +828,7 @@ fn validate(mut s: Settings) -> Result<Config, ConfigError> {
             ),
         ));
     }
-    if tracing_subscriber::EnvFilter::try_new(&s.log.level).is_err() {
-        return Err(bad(
-            "log.level",
-            format!(
-                "`{}` is not a level or filter (try info, debug)",
-                s.log.level
-            ),
-        ));
-    }
+    s.log.level = log_filter(&s.log.level)?;
     positive(&s.shutdown_grace, "shutdown_grace")?;
     if let Some(ca) = non_empty(&s.tls.ca_file) {
         crate::tls::read_pem(ca).map_err(|e| bad("tls.ca_file", e.to_string()))?;
@@ -706,6 +856,49 @@ fn validate(mut s: Settings) -> Result<Config, ConfigError> {
         provisioner,
         warnings,
     })
+}
+
+/// The level names `log.level` accepts on their own, and what each means to tracing.
+const LEVELS: &[(&str, &str)] = &[
+    ("off", "off"),
+    ("error", "error"),
+    ("warn", "warn"),
+    ("warning", "warn"),
+    ("info", "info"),
+    ("debug", "debug"),
+    ("trace", "trace"),
+];
+
+/// Validate `log.level` and return the filter to install.
+///
+/// tracing reads a bare word as a *target* name (`inf0` = "everything from the module
+/// inf0"), which silences the service without a word. So each comma-separated part must
+/// be a level name (`warning` is read as `warn`) or a directive with `=`
+/// (`maas_flow=debug`), and the whole must parse as a tracing filter.
+pub fn log_filter(level: &str) -> Result<String, ConfigError> {
+    let reject = |why: String| {
+        bad(
+            "log.level",
+            format!("`{level}` {why}; use one of off, error, warn, info, debug, trace, or a filter like maas_flow=debug,info"),
+        )
+    };
+    let mut parts = Vec::new();
+    for part in level.split(',').map(str::trim) {
+        if part.is_empty() {
+            return Err(reject("has an empty part".into()));
+        }
+        if part.contains('=') {
+            parts.push(part.to_string());
+        } else if let Some((_, l)) = LEVELS.iter().find(|(n, _)| n.eq_ignore_ascii_case(part)) {
+            parts.push(l.to_string());
+        } else {
+            return Err(reject(format!("is not a level (`{part}`)")));
+        }
+    }
+    let filter = parts.join(",");
+    tracing_subscriber::EnvFilter::try_new(&filter)
+        .map_err(|e| reject(format!("is not a tracing filter ({e})")))?;
+    Ok(filter)
 }
 
 fn non_empty(v: &Option<String>) -> Option<&str> {
@@ -996,6 +1189,20 @@ mod tests {
             c.mappings.get("aa:bb:cc:dd:ee:02").map(String::as_str),
             Some("cord-02")
         );
+    }
+
+    #[test]
+    fn list_keys_come_from_the_defaults() {
+        let keys = list_keys();
+        for k in [
+            "filter.hosts.include",
+            "filter.hosts.exclude",
+            "filter.zones.include",
+            "filter.zones.exclude",
+        ] {
+            assert!(keys.iter().any(|x| x == k), "{k} in {keys:?}");
+        }
+        assert!(!keys.iter().any(|x| x == "maas.url"));
     }
 
     #[test]

@@ -137,6 +137,13 @@ pub async fn start(cfg: &Config) -> Result<Controller, StartError> {
     let s = &cfg.settings;
     let metrics = Arc::new(Metrics::new());
     let board = Arc::new(Board::default());
+    board.set_info(crate::status::Info {
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        maas_url: crate::status::masked_url(&cfg.maas_base),
+        target: format!("{:?}", cfg.target).to_ascii_lowercase(),
+        filter: serde_json::to_string(cfg.filter.spec()).unwrap_or_default(),
+        period_seconds: s.maas.period.as_secs_f64(),
+    });
     let (http_addr, http) = if s.http.listen.is_empty() {
         (None, None)
     } else {

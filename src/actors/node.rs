@@ -31,6 +31,9 @@ struct ProvisionState {
     last_error: Option<String>,
     /// Durable state already read from MAAS/the store for this deployment.
     loaded: bool,
+    /// Running, but still waiting for a `provision.max_concurrent` slot: shown as
+    /// `queued`, not in flight, so a long queue is not mistaken for a hung provisioner.
+    queued: bool,
 }
 
 impl Default for ProvisionState {
@@ -40,6 +43,7 @@ impl Default for ProvisionState {
             attempts: 0,
             last_error: None,
             loaded: false,
+            queued: false,
         }
     }
 }
@@ -80,6 +84,7 @@ struct Published {
     power: crate::maas::PowerState,
     in_flight: Option<ActionKind>,
     phase: Provision,
+    queued: bool,
     attempts: (u32, u32),
     last_error: Option<String>,
     hostname: String,
@@ -145,13 +150,7 @@ impl NodeActor {
         }
         if status_changed {
             let spent = self.status_since.elapsed().as_secs_f64();
-            self.deps
-                .metrics
-                .state_seconds
-                .get_or_create(&crate::metrics::StateLabels {
-                    state: old.label().into(),
-                })
-                .observe(spent);
+            self.deps.metrics.left_status(old, spent);
             self.status_since = Instant::now();
             let span = self.span.clone();
             let _e = span.enter();
@@ -395,9 +394,7 @@ impl NodeActor {
                 info!(action = kind.as_str(), status = %self.machine.status, "MAAS accepted {}", kind.as_str());
             }
             Err(e) => {
-                self.deps
-                    .metrics
-                    .action(kind.as_str(), &format!("error_{}", e.code()));
+                self.deps.metrics.action_error(kind.as_str(), e.code());
                 self.last_error = Some(e.to_string());
                 let at = self.backoff_after(&e);
                 self.memo.not_before = Some(at);
@@ -465,36 +462,51 @@ impl NodeActor {
             return;
         }
         self.provision.phase = Provision::Running;
+        self.provision.queued = true;
         self.in_flight = Some(ActionKind::Provision);
         let attempt = self.provision.attempts + 1;
-        info!(attempt, "provisioning");
+        debug!(attempt, "provisioning queued for a slot");
         self.publish_in_flight();
         let m = self.machine.clone();
         let deps = self.deps.clone();
-        let fut = async move {
-            let _permit = permits.acquire_owned().await;
-            let started = Instant::now();
-            let fqdn = m.fqdn.clone().unwrap_or_else(|| m.hostname.clone());
-            let res = match provision::choose_ip(m.first_ip(), &fqdn).await {
-                Ok(ip) => {
-                    let job = Job {
-                        system_id: m.system_id.clone(),
-                        hostname: m.hostname.clone(),
-                        ip,
-                        mac: m.macs().first().map(|s| s.to_string()).unwrap_or_default(),
-                    };
-                    match &deps.provision {
-                        Some(p) => p.provisioner.run(&job).await,
-                        None => Ok(()),
-                    }
+        let queue = permits
+            .acquire_owned()
+            .into_actor(self)
+            .then(move |permit, act, _| {
+                act.provision.queued = false;
+                {
+                    let _g = act.span.enter();
+                    info!(attempt, "provisioning");
                 }
-                Err(e) => Err(e),
-            };
-            (res, started.elapsed())
-        };
+                act.publish_in_flight();
+                async move { (permit, m, deps) }.into_actor(act)
+            });
+        let fut = queue.then(|(permit, m, deps), act, _| {
+            async move {
+                let _permit = permit;
+                let started = Instant::now();
+                let fqdn = m.fqdn.clone().unwrap_or_else(|| m.hostname.clone());
+                let res = match provision::choose_ip(m.first_ip(), &fqdn).await {
+                    Ok(ip) => {
+                        let job = Job {
+                            system_id: m.system_id.clone(),
+                            hostname: m.hostname.clone(),
+                            ip,
+                            mac: m.macs().first().map(|s| s.to_string()).unwrap_or_default(),
+                        };
+                        match &deps.provision {
+                            Some(p) => p.provisioner.run(&job).await,
+                            None => Ok(()),
+                        }
+                    }
+                    Err(e) => Err(e),
+                };
+                (res, started.elapsed())
+            }
+            .into_actor(act)
+        });
         ctx.spawn(
-            fut.into_actor(self)
-                .actor_instrument(self.span.clone())
+            fut.actor_instrument(self.span.clone())
                 .map(|(res, took), act, ctx| act.provision_done(res, took, ctx)),
         );
     }
@@ -604,9 +616,7 @@ impl NodeActor {
                     act.deps.metrics.action("annotate", "ok");
                 }
                 Err(e) => {
-                    act.deps
-                        .metrics
-                        .action("annotate", &format!("error_{}", e.code()));
+                    act.deps.metrics.action_error("annotate", e.code());
                     let span = act.span.clone();
                     let _g = span.enter();
                     if matches!(e.class(), ErrorClass::WrongState | ErrorClass::NotFound) {
@@ -634,6 +644,7 @@ impl NodeActor {
         }
         match self.provision.phase {
             Provision::Pending => "pending",
+            Provision::Running if self.provision.queued => "queued",
             Provision::Running => "running",
             Provision::Done => "provisioned",
             Provision::Failed { .. } => "failed",
@@ -666,7 +677,7 @@ impl NodeActor {
             target: format!("{:?}", self.deps.policy.target).to_ascii_lowercase(),
             step: step.label(),
             provisioning: self.provisioning_label().to_string(),
-            action_in_flight: self.in_flight.map(|k| k.as_str().to_string()),
+            action_in_flight: self.shown_in_flight(),
             attempts: self.provision.attempts.max(self.backoff.attempts()),
             next_retry,
             last_error: self
@@ -689,6 +700,7 @@ impl NodeActor {
             && p.power == m.power_state
             && p.in_flight == self.in_flight
             && p.phase == self.provision.phase
+            && p.queued == self.provision.queued
             && p.attempts == (self.provision.attempts, self.backoff.attempts())
             && p.last_error == self.last_error
             && p.hostname == m.hostname
@@ -707,6 +719,7 @@ impl NodeActor {
             power: self.machine.power_state,
             in_flight: self.in_flight,
             phase: self.provision.phase,
+            queued: self.provision.queued,
             attempts: (self.provision.attempts, self.backoff.attempts()),
             last_error: self.last_error.clone(),
             hostname: self.machine.hostname.clone(),
@@ -732,9 +745,17 @@ impl NodeActor {
         self.deps.board.upsert(view);
     }
 
+    /// The action shown as in flight: a provisioning run waiting for a slot is not.
+    fn shown_in_flight(&self) -> Option<String> {
+        match self.in_flight {
+            Some(ActionKind::Provision) if self.provision.queued => None,
+            k => k.map(|k| k.as_str().to_string()),
+        }
+    }
+
     fn publish_in_flight(&mut self) {
         self.published = None;
-        let k = self.in_flight.map(|k| k.as_str().to_string());
+        let k = self.shown_in_flight();
         let prov = self.provisioning_label().to_string();
         self.deps.board.update(&self.system_id, |v| {
             v.action_in_flight = k;
