@@ -36,6 +36,9 @@ pub struct Settings {
     /// How long in-flight operations may finish after SIGTERM/SIGINT.
     #[serde(with = "humantime_serde")]
     pub shutdown_grace: Duration,
+    /// Where local durable state (the provisioning journal) lives. Unset: the
+    /// platform's place, see [`default_state_dir`].
+    pub state_dir: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -133,13 +136,17 @@ pub struct ProvisionSettings {
     pub ttl: Duration,
     #[serde(with = "humantime_serde")]
     pub poll_interval: Option<Duration>,
+    /// The first wait before asking about a new HTTP job; doubles up to `poll_interval`.
+    #[serde(with = "humantime_serde")]
+    pub first_poll: Duration,
     #[serde(with = "humantime_serde")]
     pub retry_base: Duration,
     #[serde(with = "humantime_serde")]
     pub retry_cap: Duration,
     pub max_attempts: u32,
     pub max_concurrent: usize,
-    /// Local outcome store (always used with API 1.0).
+    /// The provisioning journal's file, instead of `journal.jsonl` under `state_dir`
+    /// (kept from when this was the optional outcome file; an old file is migrated).
     pub state_file: Option<String>,
     /// Keep at most this many bytes of a script's output.
     pub output_limit: usize,
@@ -209,6 +216,7 @@ impl Default for Settings {
             tls: TlsSettings::default(),
             preview: false,
             shutdown_grace: Duration::from_secs(30),
+            state_dir: None,
         }
     }
 }
@@ -254,6 +262,7 @@ impl Default for ProvisionSettings {
             url: None,
             ttl: Duration::from_secs(3600),
             poll_interval: None,
+            first_poll: Duration::from_secs(1),
             retry_base: Duration::from_secs(30),
             retry_cap: Duration::from_secs(600),
             max_attempts: 5,
@@ -329,6 +338,31 @@ pub enum ProvisionerKind {
     Http(String),
 }
 
+impl std::fmt::Display for ProvisionerKind {
+    /// For the start-up line: a URL's user name and password are masked.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ProvisionerKind::None => f.write_str("none"),
+            ProvisionerKind::Script(p) => write!(f, "script {}", p.display()),
+            ProvisionerKind::Http(u) => write!(f, "http {}", mask_userinfo(u)),
+        }
+    }
+}
+
+/// `scheme://user:password@host/...` shown as `scheme://***@host/...`. Works on text
+/// that is not a valid URL too, since it also masks what error messages quote.
+pub fn mask_userinfo(u: &str) -> String {
+    let Some(scheme_end) = u.find("://").map(|i| i + 3) else {
+        return u.to_string();
+    };
+    let rest = &u[scheme_end..];
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => format!("{}***@{}", &u[..scheme_end], &rest[at + 1..]),
+        None => u.to_string(),
+    }
+}
+
 /// The validated configuration the controller runs with.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -342,6 +376,8 @@ pub struct Config {
     pub deploy: DeployParams,
     pub mappings: Arc<HashMap<String, String>>,
     pub provisioner: ProvisionerKind,
+    /// The provisioning journal's file (`provision.state_file`, else under `state_dir`).
+    pub journal: Option<PathBuf>,
     pub warnings: Vec<String>,
 }
 
@@ -364,13 +400,15 @@ impl Config {
         }
     }
 
-    /// The effective configuration as TOML, with the API key masked.
+    /// The effective configuration as TOML, with the API key and any URL password masked.
     ///
     /// When `filter.json` is set it replaces `[filter.hosts]`/`[filter.zones]`; those
     /// tables are printed with the filter actually in force, so an empty include list
     /// never reads as "everything" while the JSON says otherwise.
     pub fn render(&self) -> String {
         let mut shown = self.settings.clone();
+        shown.maas.url = mask_userinfo(&shown.maas.url);
+        shown.provision.url = shown.provision.url.as_deref().map(mask_userinfo);
         let mut head = String::new();
         if non_empty(&shown.filter.json).is_some() {
             shown.filter.hosts = self.filter.spec().hosts.clone().into();
@@ -413,12 +451,17 @@ impl Sources {
 /// value.
 pub fn load(src: &Sources) -> Result<Config, ConfigError> {
     let legacy = crate::legacy_env::collect(&src.env)?;
-    let mut cfg = load_layers(src, &legacy).and_then(validate).map_err(|e| {
-        match legacy.source_of(&e.key) {
+    let mut cfg = load_layers(src, &legacy)
+        .and_then(|mut settings| {
+            if non_empty(&settings.state_dir).is_none() {
+                settings.state_dir = default_state_dir(&src.env).map(|d| d.display().to_string());
+            }
+            validate(settings)
+        })
+        .map_err(|e| match legacy.source_of(&e.key) {
             Some(s) if !overridden(src, s.key) => blame(e, s),
             _ => name_the_source(e, src),
-        }
-    })?;
+        })?;
     cfg.warnings.extend(legacy.warnings);
     Ok(cfg)
 }
@@ -639,16 +682,24 @@ fn validate(mut s: Settings) -> Result<Config, ConfigError> {
     let mut warnings = Vec::new();
 
     // maas.url
-    let url = url::Url::parse(s.maas.url.trim())
-        .map_err(|e| bad("maas.url", format!("`{}` is not a URL: {e}", s.maas.url)))?;
+    let shown = mask_userinfo(&s.maas.url);
+    let mut url = url::Url::parse(s.maas.url.trim())
+        .map_err(|e| bad("maas.url", format!("`{shown}` is not a URL: {e}")))?;
     if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
         return Err(bad(
             "maas.url",
-            format!(
-                "`{}` must be an http:// or https:// URL with a host",
-                s.maas.url
-            ),
+            format!("`{shown}` must be an http:// or https:// URL with a host"),
         ));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        // MAAS authenticates the OAuth signature only; a password here is never sent,
+        // and never printed either.
+        warnings.push(
+            "maas.url carries a user name or password: they are ignored (maas-flow signs with the API key) and masked everywhere".into(),
+        );
+        let _ = url.set_username("");
+        let _ = url.set_password(None);
+        s.maas.url = shown.trim().to_string();
     }
     let mut base = url.as_str().trim_end_matches('/').to_string();
     if base.ends_with("/api/2.0") || base.ends_with("/api/1.0") {
@@ -773,12 +824,13 @@ fn validate(mut s: Settings) -> Result<Config, ConfigError> {
             ProvisionerKind::Script(path)
         }
         (None, Some(u)) => {
+            let shown = mask_userinfo(u);
             let parsed = url::Url::parse(u)
-                .map_err(|e| bad("provision.url", format!("`{u}` is not a URL: {e}")))?;
+                .map_err(|e| bad("provision.url", format!("`{shown}` is not a URL: {e}")))?;
             if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none() {
                 return Err(bad(
                     "provision.url",
-                    format!("`{u}` must be an http:// or https:// URL with a host"),
+                    format!("`{shown}` must be an http:// or https:// URL with a host"),
                 ));
             }
             ProvisionerKind::Http(u.trim_end_matches('/').to_string())
@@ -796,6 +848,7 @@ fn validate(mut s: Settings) -> Result<Config, ConfigError> {
     if let Some(p) = s.provision.poll_interval {
         positive(&p, "provision.poll_interval")?;
     }
+    positive(&s.provision.first_poll, "provision.first_poll")?;
     if s.provision.max_attempts == 0 {
         return Err(bad("provision.max_attempts", "must be at least 1"));
     }
@@ -833,11 +886,16 @@ fn validate(mut s: Settings) -> Result<Config, ConfigError> {
     if let Some(ca) = non_empty(&s.tls.ca_file) {
         crate::tls::read_pem(ca).map_err(|e| bad("tls.ca_file", e.to_string()))?;
     }
-    if api_version == ApiVersion::V1
-        && s.provision.state_file.is_none()
-        && provisioner != ProvisionerKind::None
-    {
-        warnings.push("API 1.0 has no workload annotations: without provision.state_file a restart re-runs provisioning".into());
+    let journal = match (non_empty(&s.provision.state_file), non_empty(&s.state_dir)) {
+        (Some(f), _) => Some(PathBuf::from(f)),
+        (None, Some(d)) => Some(PathBuf::from(d).join(crate::provision::store::JOURNAL_FILE)),
+        (None, None) => None,
+    };
+    if journal.is_none() && provisioner != ProvisionerKind::None {
+        return Err(bad(
+            "state_dir",
+            "no place for the provisioning journal: set state_dir (or STATE_DIRECTORY, XDG_STATE_HOME or HOME)",
+        ));
     }
 
     Ok(Config {
@@ -854,6 +912,7 @@ fn validate(mut s: Settings) -> Result<Config, ConfigError> {
         target,
         mappings: Arc::new(mappings),
         provisioner,
+        journal,
         warnings,
     })
 }
@@ -978,6 +1037,24 @@ fn load_mappings(text: &str) -> Result<HashMap<String, String>, ConfigError> {
             (mac.to_ascii_lowercase(), name)
         })
         .collect())
+}
+
+/// The state directory when `state_dir` is unset: `$STATE_DIRECTORY` (systemd's
+/// `StateDirectory=`, first entry), else `$XDG_STATE_HOME/maas-flow`, else
+/// `$HOME/.local/state/maas-flow`. The Docker image sets `MAAS_FLOW_STATE_DIR`.
+pub fn default_state_dir(env: &[(String, String)]) -> Option<PathBuf> {
+    let get = |k: &str| {
+        env.iter()
+            .find(|(n, v)| n == k && !v.trim().is_empty())
+            .map(|(_, v)| v.trim().to_string())
+    };
+    if let Some(d) = get("STATE_DIRECTORY") {
+        return d.split(':').next().map(PathBuf::from);
+    }
+    if let Some(d) = get("XDG_STATE_HOME") {
+        return Some(PathBuf::from(d).join("maas-flow"));
+    }
+    get("HOME").map(|h| PathBuf::from(h).join(".local/state/maas-flow"))
 }
 
 #[cfg(test)]
@@ -1143,9 +1220,11 @@ mod tests {
         let script = dir.path().join("p.sh");
         std::fs::write(&script, "#!/bin/sh\n").unwrap();
         let script = script.display().to_string();
+        let state = dir.path().display().to_string();
         let (_d, s) = src(
             "[maas]\napi_key = \"a:b:c\"\n",
             &[
+                ("STATE_DIRECTORY", state.as_str()),
                 ("PROVISION_URL", "http://prov/x"),
                 ("MAAS_FLOW_PROVISION__SCRIPT", script.as_str()),
             ],
@@ -1158,7 +1237,10 @@ mod tests {
         );
         let (_d, mut s) = src(
             "[maas]\napi_key = \"a:b:c\"\n",
-            &[("PROVISION_URL", &script)],
+            &[
+                ("STATE_DIRECTORY", state.as_str()),
+                ("PROVISION_URL", &script),
+            ],
             &[],
         );
         s.overrides
@@ -1189,6 +1271,34 @@ mod tests {
             c.mappings.get("aa:bb:cc:dd:ee:02").map(String::as_str),
             Some("cord-02")
         );
+    }
+
+    #[test]
+    fn userinfo_in_urls_is_masked() {
+        assert_eq!(
+            mask_userinfo("http://admin:secret@host:5240/MAAS"),
+            "http://***@host:5240/MAAS"
+        );
+        assert_eq!(mask_userinfo("http://host/MAAS"), "http://host/MAAS");
+        assert_eq!(mask_userinfo("http://host/a@b"), "http://host/a@b");
+        assert_eq!(mask_userinfo("http://u:p@x@host"), "http://***@host");
+        assert_eq!(mask_userinfo("not a url"), "not a url");
+        let (_d, s) = src(
+            "[maas]\napi_key = \"a:b:c\"\nurl = \"http://admin:hunter22@maas.example/MAAS\"\n",
+            &[],
+            &[],
+        );
+        let c = load(&s).unwrap();
+        assert!(!c.render().contains("hunter22"));
+        assert!(!c.maas_base.contains("hunter22"), "{}", c.maas_base);
+        assert!(!format!("{c:?}").contains("hunter22"));
+        assert!(c.warnings.iter().any(|w| w.contains("maas.url")));
+        let (_d, s) = src(
+            "[maas]\napi_key = \"a:b:c\"\nurl = \"ftp://admin:hunter22@maas.example/MAAS\"\n",
+            &[],
+            &[],
+        );
+        assert!(!load(&s).unwrap_err().to_string().contains("hunter22"));
     }
 
     #[test]

@@ -11,6 +11,7 @@
 
 pub mod actors;
 pub mod backoff;
+pub mod child;
 pub mod config;
 pub mod dashboard;
 pub mod demo;

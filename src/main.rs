@@ -427,7 +427,7 @@ async fn serve(cfg: config::Config) -> ExitCode {
         maas = %cfg.maas_base, api_version = %cfg.api_version, api_key = %cfg.api_key,
         period = ?s.maas.period, lifecycle_target = ?cfg.target, preview = s.preview,
         filter = %serde_json::to_string(cfg.filter.spec()).unwrap_or_default(),
-        provisioner = ?cfg.provisioner, max_ops_in_flight = s.limits.max_ops_in_flight,
+        provisioner = %cfg.provisioner, max_ops_in_flight = s.limits.max_ops_in_flight,
         "maas-flow starting"
     );
     let grace = s.shutdown_grace;

@@ -82,6 +82,14 @@ pub struct Metrics {
     pub events_seen: Counter,
     pub deltas: Counter,
     pub fallbacks: Family<KindLabels, Counter>,
+    /// Operations MAAS's validation refused, by action and refused field.
+    pub refusals: Family<RefusalLabels, Counter>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RefusalLabels {
+    pub action: String,
+    pub field: String,
 }
 
 impl Default for Metrics {
@@ -108,6 +116,7 @@ impl Metrics {
             events_seen: Counter::default(),
             deltas: Counter::default(),
             fallbacks: Family::default(),
+            refusals: Family::default(),
             registry: Registry::with_prefix("maas_flow"),
         };
         // Families share their state with their clones, so the registry can hold clones.
@@ -184,6 +193,11 @@ impl Metrics {
             "Fallbacks from the event feed to a full list, by reason",
             m.fallbacks.clone(),
         );
+        registry.register(
+            "refusals",
+            "Operations MAAS refused for a field of the request (held, not retried), by action and field",
+            m.refusals.clone(),
+        );
         m
     }
 
@@ -194,6 +208,15 @@ impl Metrics {
                 action: action.into(),
                 result: result.into(),
                 code: String::new(),
+            })
+            .inc();
+    }
+
+    pub fn refusal(&self, action: &str, field: &str) {
+        self.refusals
+            .get_or_create(&RefusalLabels {
+                action: action.into(),
+                field: field.into(),
             })
             .inc();
     }

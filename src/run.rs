@@ -47,11 +47,8 @@ pub enum StartError {
         addr: String,
         source: std::io::Error,
     },
-    #[error("cannot open provision.state_file {path}: {source}")]
-    StateFile {
-        path: String,
-        source: std::io::Error,
-    },
+    #[error("cannot open the provisioning journal: {0}")]
+    Journal(#[source] crate::provision::store::JournalError),
     #[error("cannot learn our MAAS username: {0}")]
     Identity(String),
 }
@@ -85,7 +82,9 @@ pub fn client_for(cfg: &Config, metrics: Arc<Metrics>) -> MaasClient {
             list_timeout: s.list_timeout,
             max_body: (s.max_body_mib as usize).saturating_mul(1024 * 1024),
             hinted_retries: 3,
-            max_retry_after: Duration::from_secs(60),
+            // MAAS itself asks for 5 or 10 s; anything beyond a minute is not a hint
+            // worth stalling a list or an operation for.
+            max_retry_after: cfg.settings.limits.retry_cap.min(Duration::from_secs(60)),
             tls: tls_for(cfg),
         },
         metrics,
@@ -166,31 +165,32 @@ pub async fn start(cfg: &Config) -> Result<Controller, StartError> {
         None => whoami(&client, s.maas.period).await?,
     };
     let me = identity.policy_name().to_string();
-    info!(user = %me, "acting as MAAS user");
+    info!(user = %crate::maas::Escaped(&me), "acting as MAAS user");
     board.with_global(|g| g.maas_user = Some(me.clone()));
     let policy = cfg.policy(&me);
-    let store = match &s.provision.state_file {
-        Some(p) if !p.is_empty() => Some(Arc::new(FileStore::open(p).map_err(|source| {
-            StartError::StateFile {
-                path: p.clone(),
-                source,
-            }
-        })?)),
+    let store = match (&cfg.journal, &cfg.provisioner) {
+        (Some(path), kind) if *kind != ProvisionerKind::None => Some(Arc::new(
+            FileStore::open(path, &cfg.maas_base).map_err(StartError::Journal)?,
+        )),
         _ => None,
     };
+    let scrub = crate::child::Scrub::for_key(&cfg.api_key);
     let provisioner = match &cfg.provisioner {
         ProvisionerKind::None => None,
         ProvisionerKind::Script(path) => Some(Provisioner::Script(ScriptProvisioner {
             path: path.clone(),
             ttl: s.provision.ttl,
             output_limit: s.provision.output_limit,
+            scrub: scrub.clone(),
         })),
         ProvisionerKind::Http(url) => Some(Provisioner::Http(HttpProvisioner::new(
             url.clone(),
             s.provision.poll_interval.unwrap_or(s.maas.period),
+            s.provision.first_poll,
             s.provision.ttl,
             s.maas.request_timeout,
             tls_for(cfg),
+            metrics.clone(),
         ))),
     };
     let deps = Rc::new(Deps {
@@ -218,6 +218,7 @@ pub async fn start(cfg: &Config) -> Result<Controller, StartError> {
                 script: p.into(),
                 user: s.lifecycle.power_helper_user.clone().unwrap_or_default(),
                 timeout: s.maas.request_timeout,
+                scrub: scrub.clone(),
             }),
         board: board.clone(),
         metrics: metrics.clone(),

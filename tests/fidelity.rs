@@ -375,6 +375,7 @@ fn check_config(env: &[(&str, &str)], args: &[&str]) -> (Option<i32>, String, St
     let mut cmd = Command::new(BIN);
     cmd.env_clear()
         .env("MAAS_FLOW_MAAS__API_KEY_FILE", &key)
+        .env("STATE_DIRECTORY", dir.path())
         .arg("check-config")
         .args(args);
     for (k, v) in env {
@@ -581,6 +582,7 @@ async fn the_originals_environment_alone_drives_a_deployment() {
     std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
     let key = sim.api_key();
     let script_s = script.display().to_string();
+    let state_dir = dir.path().display().to_string();
     let mut child = spawn(
         dir.path(),
         &[],
@@ -594,6 +596,7 @@ async fn the_originals_environment_alone_drives_a_deployment() {
                 "HOST_FILTER_SPEC",
                 r#"{"hosts":{"include":["^cord-01$"]},"zones":{"include":["^default$"]}}"#,
             ),
+            ("STATE_DIRECTORY", &state_dir),
             ("PROVISION_URL", &script_s),
             ("PROVISION_TTL", "1m"),
             ("PREVIEW_ONLY", "false"),

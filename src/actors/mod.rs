@@ -92,6 +92,8 @@ pub struct PowerHelper {
     pub script: std::path::PathBuf,
     pub user: String,
     pub timeout: Duration,
+    /// What the helper's environment must not carry (the API key).
+    pub scrub: crate::child::Scrub,
 }
 
 pub type SharedDeps = Rc<Deps>;

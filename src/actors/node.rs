@@ -15,11 +15,14 @@ use tracing::{debug, error, info, warn, Span};
 use tracing_actix::ActorInstrument;
 
 use super::{Observed, Retire, SharedDeps};
-use crate::backoff::Backoff;
-use crate::lifecycle::{self, Action, ActionKind, Hold, Memo, Provision, Step, Wait};
-use crate::maas::{parse_machine, ErrorClass, MaasError, Machine, NodeStatus, Request};
+use crate::backoff::{instant_after, Backoff};
+use crate::lifecycle::{self, Action, ActionKind, Hold, Memo, Provision, Refusal, Step, Wait};
+use crate::maas::model::check_system_id;
+use crate::maas::{parse_machine, ErrorClass, Escaped, MaasError, Machine, NodeStatus, Request};
 use crate::provision::{
-    self, store::Record, Job, ProvisionError, ANNOTATION_ATTEMPTS, ANNOTATION_PROVISIONED,
+    self,
+    store::{DeploymentKey, Record},
+    Job, ProvisionError, ANNOTATION_ATTEMPTS, ANNOTATION_PROVISIONED,
 };
 use crate::status::{rfc3339, Board, MachineView};
 
@@ -61,6 +64,9 @@ pub struct NodeActor {
     /// Outcome annotations still to be written to MAAS.
     pending_record: Option<Vec<(String, String)>>,
     in_flight: Option<ActionKind>,
+    /// An operation whose answer never came (timeout, broken connection): MAAS may or
+    /// may not have applied it. Nothing is sent until a read made after it tells.
+    unsure: Option<ActionKind>,
     backoff: Backoff,
     prov_backoff: Backoff,
     /// Spaces out recovery attempts (recommission, redeploy); reset at Ready/Deployed.
@@ -94,7 +100,7 @@ struct Published {
 
 impl NodeActor {
     pub fn new(deps: SharedDeps, machine: Arc<Machine>, fetched_at: Instant) -> Self {
-        let span = tracing::info_span!("machine", system_id = %machine.system_id, hostname = %machine.hostname);
+        let span = tracing::info_span!("machine", system_id = %Escaped(&machine.system_id), hostname = %Escaped(&machine.hostname));
         let backoff = Backoff::new(deps.retry_base, deps.retry_cap);
         let prov_backoff = deps
             .provision
@@ -111,6 +117,7 @@ impl NodeActor {
             provision: ProvisionState::default(),
             pending_record: None,
             in_flight: None,
+            unsure: None,
             recovery_backoff: Backoff::new(deps.retry_base * 5, deps.retry_cap),
             backoff,
             prov_backoff,
@@ -134,10 +141,22 @@ impl NodeActor {
         self.seen_at = fetched_at;
         let old = self.machine.status;
         if m.hostname != self.machine.hostname {
-            self.span =
-                tracing::info_span!("machine", system_id = %m.system_id, hostname = %m.hostname);
+            self.span = tracing::info_span!("machine", system_id = %Escaped(&m.system_id), hostname = %Escaped(&m.hostname));
         }
         let status_changed = self.memo.observe(m.status);
+        if let Some(kind) = self.unsure.take() {
+            // This observation was requested after the unanswered operation ended, so it
+            // shows whether MAAS applied it. A status change resets the memo by itself;
+            // an unchanged machine (same status, same data that the operation changes)
+            // means it was not applied and may be sent again after the backoff.
+            let _g = self.span.enter();
+            if status_changed {
+                info!(action = kind.as_str(), status = %m.status, "MAAS shows the unanswered {} took effect", kind.as_str());
+            } else {
+                info!(action = kind.as_str(), status = %m.status, "MAAS shows no effect of the unanswered {}; deciding again from what it reports", kind.as_str());
+                self.memo.sent.retain(|k| *k != kind);
+            }
+        }
         let retry_requested = self
             .deps
             .policy
@@ -169,8 +188,7 @@ impl NodeActor {
                         > 0 =>
                 {
                     // Recovery waits a little, growing with each failure of the same machine.
-                    self.memo.not_before =
-                        Some(Instant::now() + self.recovery_backoff.next_delay());
+                    self.memo.not_before = Some(instant_after(self.recovery_backoff.next_delay()));
                 }
                 _ => {}
             }
@@ -188,6 +206,7 @@ impl NodeActor {
         self.memo.redeploys = 0;
         self.memo.sent.clear();
         self.memo.not_before = None;
+        self.memo.refused = None;
         self.backoff.reset();
         self.recovery_backoff.reset();
         self.last_error = None;
@@ -204,7 +223,7 @@ impl NodeActor {
                 self.pending_record = Some(vec![(ANNOTATION_ATTEMPTS.to_string(), String::new())]);
             }
             if let Some(store) = self.deps.provision.as_ref().and_then(|p| p.store.clone()) {
-                persist(store, self.system_id.clone(), Record::default());
+                persist(store, self.deployment_key(), Some(Record::default()));
             }
         }
     }
@@ -222,12 +241,7 @@ impl NodeActor {
         }
         if let Some(p) = &self.deps.provision {
             if let Some(store) = p.store.clone() {
-                let id = self.system_id.clone();
-                actix_rt::task::spawn_blocking(move || {
-                    if let Err(e) = store.put(&id, None) {
-                        tracing::warn!(system_id = %id, error = %e, "cannot clear provisioning record");
-                    }
-                });
+                persist(store, self.deployment_key(), None);
             }
         }
         if self.deps.provision.is_some() && !self.deps.preview {
@@ -260,7 +274,17 @@ impl NodeActor {
         } else {
             0
         };
-        if let Some(r) = p.store.as_ref().and_then(|s| s.get(&self.system_id)) {
+        if let Some(r) = p.store.as_ref().and_then(|s| s.get(&self.deployment_key())) {
+            if let (Some(at), false) = (&r.provisioned_at, provisioned) {
+                // The journal has the success but MAAS does not (the annotation write
+                // was cut by a restart): finish recording it, never run it again.
+                if self.deps.annotations {
+                    self.pending_record = Some(vec![
+                        (ANNOTATION_PROVISIONED.to_string(), at.clone()),
+                        (ANNOTATION_ATTEMPTS.to_string(), String::new()),
+                    ]);
+                }
+            }
             provisioned |= r.provisioned_at.is_some();
             attempts = attempts.max(r.attempts);
             if r.last_error.is_some() {
@@ -275,6 +299,11 @@ impl NodeActor {
         } else {
             Provision::Pending
         };
+    }
+
+    /// The deployment this machine is in, as the provisioning journal keys it.
+    fn deployment_key(&self) -> DeploymentKey {
+        deployment_key(&self.deps, &self.machine)
     }
 
     fn evaluate(&mut self, ctx: &mut Context<Self>) {
@@ -309,6 +338,12 @@ impl NodeActor {
             Step::Act(action) => self.act(action, ctx),
             Step::Provision => self.start_provision(ctx),
             Step::Wait(Wait::RetryAt(t)) => self.wake_at(t, ctx),
+            Step::Hold(Hold::Refused { .. }) => {
+                // Held, but only until the refusal's long backoff ends.
+                if let Some(t) = self.memo.refused.as_ref().map(|r| r.until) {
+                    self.wake_at(t, ctx);
+                }
+            }
             _ => {}
         }
     }
@@ -330,7 +365,7 @@ impl NodeActor {
             d = d.max(hint);
         }
         Metrics::kind(&self.deps.metrics.retries, "maas_op");
-        Instant::now() + d
+        instant_after(d)
     }
 
     fn act(&mut self, action: Action, ctx: &mut Context<Self>) {
@@ -398,7 +433,33 @@ impl NodeActor {
                 self.last_error = Some(e.to_string());
                 let at = self.backoff_after(&e);
                 self.memo.not_before = Some(at);
+                if e.outcome_unknown() {
+                    // The request may have reached MAAS and been applied: never send it
+                    // again blind. Treat it as sent until a fresh read says otherwise.
+                    warn!(action = kind.as_str(), error = %e, "no answer to {}: it may have been applied; re-reading the machine before anything else", kind.as_str());
+                    self.memo.sent.push(kind);
+                    self.unsure = Some(kind);
+                    self.last_write = Some(Instant::now());
+                    self.reread(ctx);
+                    self.evaluate(ctx);
+                    return;
+                }
                 match e.class() {
+                    ErrorClass::Validation => {
+                        let fields = e.refused_fields().unwrap_or("?").to_string();
+                        let reason = match &e {
+                            MaasError::Status { body, .. } => body.clone(),
+                            other => other.to_string(),
+                        };
+                        let until = instant_after(self.deps.retry_cap);
+                        error!(action = kind.as_str(), fields = %fields, error = %e, retry_in = ?self.deps.retry_cap, "MAAS refused the request's fields: holding this machine until the configuration changes, the retry tag is set, or the backoff ends");
+                        self.deps.metrics.refusal(kind.as_str(), &fields);
+                        self.memo.refused = Some(Refusal {
+                            action: kind,
+                            reason,
+                            until,
+                        });
+                    }
                     ErrorClass::WrongState => {
                         warn!(action = kind.as_str(), error = %e, "MAAS refused: state changed under us; re-reading the machine");
                         self.reread(ctx);
@@ -427,6 +488,11 @@ impl NodeActor {
         let id = self.system_id.clone();
         let started = Instant::now();
         let fut = async move {
+            check_system_id(&id).map_err(|reason| MaasError::Parse {
+                op: "read".into(),
+                path: String::new(),
+                reason,
+            })?;
             let req = deps.client.api().read(&id);
             let body = deps.client.call(&req, "read").await?;
             parse_machine(&body, deps.client.settings().version).map_err(|e| MaasError::Parse {
@@ -469,6 +535,7 @@ impl NodeActor {
         self.publish_in_flight();
         let m = self.machine.clone();
         let deps = self.deps.clone();
+        let failed_before = self.provision.attempts;
         let queue = permits
             .acquire_owned()
             .into_actor(self)
@@ -481,9 +548,8 @@ impl NodeActor {
                 act.publish_in_flight();
                 async move { (permit, m, deps) }.into_actor(act)
             });
-        let fut = queue.then(|(permit, m, deps), act, _| {
+        let fut = queue.then(move |(permit, m, deps), act, _| {
             async move {
-                let _permit = permit;
                 let started = Instant::now();
                 let fqdn = m.fqdn.clone().unwrap_or_else(|| m.hostname.clone());
                 let res = match provision::choose_ip(m.first_ip(), &fqdn).await {
@@ -501,13 +567,40 @@ impl NodeActor {
                     }
                     Err(e) => Err(e),
                 };
-                (res, started.elapsed())
+                drop(permit);
+                let took = started.elapsed();
+                // The verdict goes to the journal, and reaches the disk, before anything
+                // else happens with it: a restart after this point never runs it again.
+                let record = match &res {
+                    Ok(()) => Record {
+                        provisioned_at: Some(rfc3339(SystemTime::now())),
+                        attempts: 0,
+                        last_error: None,
+                    },
+                    Err(e) => Record {
+                        provisioned_at: None,
+                        attempts: failed_before + 1,
+                        last_error: Some(e.to_string()),
+                    },
+                };
+                if let Some(store) = deps.provision.as_ref().and_then(|p| p.store.clone()) {
+                    let key = deployment_key(&deps, &m);
+                    let rec = record.clone();
+                    match actix_rt::task::spawn_blocking(move || store.put(&key, Some(rec))).await {
+                        Ok(Ok(())) => {}
+                        Ok(Err(e)) => {
+                            tracing::error!(error = %e, "cannot write the provisioning journal")
+                        }
+                        Err(e) => tracing::error!(error = %e, "provisioning journal writer failed"),
+                    }
+                }
+                (res, took, record)
             }
             .into_actor(act)
         });
         ctx.spawn(
             fut.actor_instrument(self.span.clone())
-                .map(|(res, took), act, ctx| act.provision_done(res, took, ctx)),
+                .map(|(res, took, record), act, ctx| act.provision_done(res, took, record, ctx)),
         );
     }
 
@@ -515,6 +608,7 @@ impl NodeActor {
         &mut self,
         res: Result<(), ProvisionError>,
         took: Duration,
+        journaled: Record,
         ctx: &mut Context<Self>,
     ) {
         self.in_flight = None;
@@ -535,18 +629,9 @@ impl NodeActor {
                 self.provision.attempts = 0;
                 self.provision.last_error = None;
                 self.prov_backoff.reset();
-                let at = rfc3339(SystemTime::now());
-                if let Some(store) = p.store.clone() {
-                    persist(
-                        store,
-                        self.system_id.clone(),
-                        Record {
-                            provisioned_at: Some(at.clone()),
-                            attempts: 0,
-                            last_error: None,
-                        },
-                    );
-                }
+                let at = journaled
+                    .provisioned_at
+                    .unwrap_or_else(|| rfc3339(SystemTime::now()));
                 vec![
                     (ANNOTATION_PROVISIONED.to_string(), at),
                     (ANNOTATION_ATTEMPTS.to_string(), String::new()),
@@ -564,19 +649,8 @@ impl NodeActor {
                     Metrics::kind(&self.deps.metrics.retries, "provision");
                     warn!(attempts = self.provision.attempts, error = %e, retry_in = ?wait, "provisioning failed; will retry");
                     self.provision.phase = Provision::Failed {
-                        retry_at: Instant::now() + wait,
+                        retry_at: instant_after(wait),
                     };
-                }
-                if let Some(store) = p.store.clone() {
-                    persist(
-                        store,
-                        self.system_id.clone(),
-                        Record {
-                            provisioned_at: None,
-                            attempts: self.provision.attempts,
-                            last_error: self.provision.last_error.clone(),
-                        },
-                    );
                 }
                 vec![(
                     ANNOTATION_ATTEMPTS.to_string(),
@@ -603,10 +677,9 @@ impl NodeActor {
         };
         self.in_flight = Some(ActionKind::Provision);
         let deps = self.deps.clone();
-        let fut = async move {
-            let _permit = deps.op_permits.clone().acquire_owned().await;
-            deps.client.call(&req, "op").await
-        };
+        // Outcome writes take no slot of `limits.max_ops_in_flight`: they are bounded
+        // by `provision.max_concurrent` already, and must not queue behind new work.
+        let fut = async move { deps.client.call(&req, "op").await };
         ctx.spawn(fut.into_actor(self).map(|res, act, ctx| {
             act.in_flight = None;
             match res {
@@ -619,8 +692,12 @@ impl NodeActor {
                     act.deps.metrics.action_error("annotate", e.code());
                     let span = act.span.clone();
                     let _g = span.enter();
-                    if matches!(e.class(), ErrorClass::WrongState | ErrorClass::NotFound) {
-                        // The machine is no longer ours to annotate (released): drop it.
+                    if matches!(
+                        e.class(),
+                        ErrorClass::WrongState | ErrorClass::NotFound | ErrorClass::Validation
+                    ) {
+                        // The machine is no longer ours to annotate (released), or MAAS
+                        // refuses the fields themselves: sending again cannot help.
                         warn!(error = %e, "cannot record the provisioning outcome in MAAS");
                         act.pending_record = None;
                     } else {
@@ -767,12 +844,22 @@ impl NodeActor {
 
 use crate::metrics::Metrics;
 
-fn persist(store: Arc<provision::store::FileStore>, id: String, r: Record) {
+/// Write a journal entry in the background (an operator's retry, a release).
+fn persist(store: Arc<provision::store::FileStore>, key: DeploymentKey, r: Option<Record>) {
     actix_rt::task::spawn_blocking(move || {
-        if let Err(e) = store.put(&id, Some(r)) {
-            tracing::error!(system_id = %id, error = %e, "cannot write the provisioning state file");
+        if let Err(e) = store.put(&key, r) {
+            tracing::error!(system_id = %key.system_id, error = %e, "cannot write the provisioning journal");
         }
     });
+}
+
+/// The deployment `m` is in, as the provisioning journal keys it.
+fn deployment_key(deps: &super::Deps, m: &Machine) -> DeploymentKey {
+    DeploymentKey {
+        region: deps.client.settings().base.clone(),
+        system_id: m.system_id.clone(),
+        installation: m.current_installation_result_id,
+    }
 }
 
 /// Send one action to MAAS; returns the machine when MAAS answered with one.
@@ -783,6 +870,13 @@ async fn execute(
 ) -> Result<Option<Machine>, MaasError> {
     let api = deps.client.api();
     let id = m.system_id.as_str();
+    // Decisions never act on an invalid machine; this keeps a bad id out of any URL even
+    // if that ever changes.
+    check_system_id(id).map_err(|reason| MaasError::Parse {
+        op: action.kind().as_str().into(),
+        path: String::new(),
+        reason,
+    })?;
     let reqs: Vec<Request> = match action {
         Action::PowerOff => vec![api.power_off(id)],
         Action::Commission => vec![api.commission(id)],
@@ -829,6 +923,7 @@ async fn power_helper_request(
         reason,
     };
     let mut cmd = tokio::process::Command::new(&h.script);
+    crate::child::prepare(&mut cmd, &h.scrub);
     cmd.arg(&h.user).arg(&m.hostname);
     for mac in m.macs() {
         cmd.arg(mac);
