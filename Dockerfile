@@ -18,6 +18,10 @@
 #   provisioning journal survives a new container, so a success is never run again.
 
 FROM rust:1-bookworm AS build
+# protoc compiles etcd-client's gRPC definitions (leader election, [ha]).
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends protobuf-compiler \
+    && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 COPY src ./src

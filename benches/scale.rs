@@ -173,6 +173,7 @@ struct Row {
     bytes: (f64, f64, f64),
 }
 
+#[allow(unsafe_code)] // mi_collect: see the SAFETY comment.
 async fn run(s: &Scenario) -> Row {
     let sim = start_sim(s, &[]);
     let rss_before = status_kb("VmRSS:");

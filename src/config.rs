@@ -31,6 +31,7 @@ pub struct Settings {
     pub http: HttpSettings,
     pub log: LogSettings,
     pub tls: TlsSettings,
+    pub ha: HaSettings,
     /// Log every action that would be taken; send no mutating request.
     pub preview: bool,
     /// How long in-flight operations may finish after SIGTERM/SIGINT.
@@ -193,6 +194,79 @@ pub struct TlsSettings {
     pub ca_file: Option<String>,
 }
 
+/// High availability: several replicas, one leader elected on etcd (see `src/ha/`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HaSettings {
+    /// `none` (one replica, today's behaviour) or `etcd`.
+    pub backend: String,
+    /// etcd client URLs; a list, or one string with commas (environment variables).
+    #[serde(deserialize_with = "string_or_list")]
+    pub etcd_endpoints: Vec<String>,
+    /// The election's name in etcd: one election per MAAS region.
+    pub election: String,
+    /// The lease's time to live (whole seconds): how long a dead leader blocks failover.
+    #[serde(with = "humantime_serde")]
+    pub lease_ttl: Duration,
+    /// This replica's name in the election; hostname and pid when unset.
+    pub identity: Option<String>,
+    /// etcd user (role-based access control); the password is read from `etcd_password_file`.
+    pub etcd_username: Option<String>,
+    pub etcd_password_file: Option<String>,
+    /// CA certificate (PEM) for https:// endpoints; the system roots when unset.
+    pub etcd_ca_file: Option<String>,
+    /// Client certificate and key (PEM) for etcd's `--client-cert-auth`.
+    pub etcd_cert_file: Option<String>,
+    pub etcd_key_file: Option<String>,
+}
+
+impl Default for HaSettings {
+    fn default() -> Self {
+        HaSettings {
+            backend: "none".into(),
+            etcd_endpoints: vec!["http://127.0.0.1:2379".into()],
+            election: "maas-flow".into(),
+            lease_ttl: Duration::from_secs(15),
+            identity: None,
+            etcd_username: None,
+            etcd_password_file: None,
+            etcd_ca_file: None,
+            etcd_cert_file: None,
+            etcd_key_file: None,
+        }
+    }
+}
+
+/// A list of strings given either as a list (TOML) or as one comma-separated string
+/// (an environment variable or a flag).
+fn string_or_list<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    struct V;
+    impl<'de> serde::de::Visitor<'de> for V {
+        type Value = Vec<String>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a list of URLs or one string of comma-separated URLs")
+        }
+        fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
+            Ok(v.split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_string)
+                .collect())
+        }
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(
+            self,
+            mut a: A,
+        ) -> Result<Self::Value, A::Error> {
+            let mut out = Vec::new();
+            while let Some(s) = a.next_element::<String>()? {
+                out.push(s.trim().to_string());
+            }
+            Ok(out)
+        }
+    }
+    d.deserialize_any(V)
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LogSettings {
@@ -214,6 +288,7 @@ impl Default for Settings {
             http: HttpSettings::default(),
             log: LogSettings::default(),
             tls: TlsSettings::default(),
+            ha: HaSettings::default(),
             preview: false,
             shutdown_grace: Duration::from_secs(30),
             state_dir: None,
@@ -322,7 +397,7 @@ pub struct ConfigError {
 }
 
 /// One line per error, whatever the underlying library printed.
-fn bad(key: &str, problem: impl Into<String>) -> ConfigError {
+pub(crate) fn bad(key: &str, problem: impl Into<String>) -> ConfigError {
     let problem: String = problem.into();
     ConfigError {
         key: key.to_string(),
@@ -376,6 +451,8 @@ pub struct Config {
     pub deploy: DeployParams,
     pub mappings: Arc<HashMap<String, String>>,
     pub provisioner: ProvisionerKind,
+    /// Leader election, when `ha.backend` is not `none`.
+    pub ha: Option<crate::ha::HaConfig>,
     /// The provisioning journal's file (`provision.state_file`, else under `state_dir`).
     pub journal: Option<PathBuf>,
     pub warnings: Vec<String>,
@@ -886,6 +963,7 @@ fn validate(mut s: Settings) -> Result<Config, ConfigError> {
     if let Some(ca) = non_empty(&s.tls.ca_file) {
         crate::tls::read_pem(ca).map_err(|e| bad("tls.ca_file", e.to_string()))?;
     }
+    let ha = crate::ha::HaConfig::from_settings(&s.ha)?;
     let journal = match (non_empty(&s.provision.state_file), non_empty(&s.state_dir)) {
         (Some(f), _) => Some(PathBuf::from(f)),
         (None, Some(d)) => Some(PathBuf::from(d).join(crate::provision::store::JOURNAL_FILE)),
@@ -912,6 +990,7 @@ fn validate(mut s: Settings) -> Result<Config, ConfigError> {
         target,
         mappings: Arc::new(mappings),
         provisioner,
+        ha,
         journal,
         warnings,
     })
@@ -960,7 +1039,7 @@ pub fn log_filter(level: &str) -> Result<String, ConfigError> {
     Ok(filter)
 }
 
-fn non_empty(v: &Option<String>) -> Option<&str> {
+pub(crate) fn non_empty(v: &Option<String>) -> Option<&str> {
     v.as_deref().map(str::trim).filter(|s| !s.is_empty())
 }
 

@@ -26,6 +26,7 @@ enum Command {
     /// Run the controller (the default).
     Run,
     /// Run against the built-in MAAS simulator with a sample rack, then exit.
+    #[cfg(feature = "sim")]
     Demo {
         /// Extra New machines on top of the sample rack.
         #[arg(long, default_value_t = 0)]
@@ -120,6 +121,12 @@ struct Flags {
     /// "text" or "json" [log.format].
     #[arg(long, global = true)]
     log_format: Option<String>,
+    /// etcd endpoint for leader election; repeatable; sets ha.backend = "etcd" [ha.etcd_endpoints].
+    #[arg(long = "ha-etcd", value_name = "URL", global = true)]
+    ha_etcd: Vec<String>,
+    /// Election name, one per MAAS region [ha.election].
+    #[arg(long, value_name = "NAME", global = true)]
+    ha_election: Option<String>,
 }
 
 impl Flags {
@@ -144,6 +151,11 @@ impl Flags {
         put("http.listen", &self.listen);
         put("log.level", &self.log_level);
         put("log.format", &self.log_format);
+        put("ha.election", &self.ha_election);
+        if !self.ha_etcd.is_empty() {
+            o.push(("ha.backend".into(), "etcd".into()));
+            o.push(("ha.etcd_endpoints".into(), self.ha_etcd.join(",")));
+        }
         if self.always_rename {
             o.push(("lifecycle.always_rename".into(), "true".into()));
         }
@@ -221,6 +233,7 @@ fn init_logging(level: &str, format: &str) {
 /// Flags that only the controller honours. `demo` runs against its own simulator with
 /// its own timings, so it refuses these rather than silently applying them (`--maas`
 /// would send it away from its simulator) or silently ignoring them.
+#[cfg(feature = "sim")]
 const CONTROLLER_ONLY: &[&str] = &[
     "config",
     "maas",
@@ -237,6 +250,7 @@ const CONTROLLER_ONLY: &[&str] = &[
 ];
 
 /// The first controller-only flag given on the command line, as the user would type it.
+#[cfg(feature = "sim")]
 fn controller_flag_given(m: &clap::ArgMatches) -> Option<String> {
     use clap::parser::ValueSource;
     let sub = m.subcommand().map(|(_, s)| s);
@@ -313,6 +327,7 @@ fn main() -> ExitCode {
                 }
             }
         }
+        #[cfg(feature = "sim")]
         Command::Demo { machines, timeout } => {
             if let Some(flag) = controller_flag_given(&matches) {
                 eprintln!("maas-flow demo: {flag} is a controller flag; the demo runs against its own simulator and does not honour it (drop it, or use `maas-flow run`)");
@@ -430,6 +445,18 @@ async fn serve(cfg: config::Config) -> ExitCode {
         provisioner = %cfg.provisioner, max_ops_in_flight = s.limits.max_ops_in_flight,
         "maas-flow starting"
     );
+    if let Some(ha) = &cfg.ha {
+        return match maas_flow::ha::replica::serve(&cfg, ha).await {
+            Ok(()) => {
+                tracing::info!("stopped");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                tracing::error!("{e}");
+                ExitCode::from(1)
+            }
+        };
+    }
     let grace = s.shutdown_grace;
     let ctrl = tokio::select! {
         c = maas_flow::run::start(&cfg) => match c {

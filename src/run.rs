@@ -13,6 +13,7 @@ use tracing::{error, info, warn};
 use crate::actors::{Deps, Poller, PowerHelper, ProvisionDeps, Supervisor};
 use crate::backoff::Backoff;
 use crate::config::{Config, ProvisionerKind};
+use crate::ha::Fence;
 use crate::maas::{ApiVersion, ClientSettings, Identity, MaasClient};
 use crate::metrics::Metrics;
 use crate::provision::http::HttpProvisioner;
@@ -133,9 +134,31 @@ async fn whoami(client: &MaasClient, period: Duration) -> Result<Identity, Start
 
 /// Start everything. Must run inside an actix system.
 pub async fn start(cfg: &Config) -> Result<Controller, StartError> {
-    let s = &cfg.settings;
     let metrics = Arc::new(Metrics::new());
     let board = Arc::new(Board::default());
+    // A single replica is always the leader.
+    metrics.ha.leader.set(1);
+    let (http_addr, http) = listen(cfg, board.clone(), metrics.clone())?;
+    let Actors { poller, supervisor } =
+        start_actors(cfg, board.clone(), metrics.clone(), Fence::unfenced()).await?;
+    Ok(Controller {
+        poller,
+        supervisor,
+        board,
+        metrics,
+        http_addr,
+        http,
+    })
+}
+
+/// Describe this controller on the board and start the status listener (`http.listen`;
+/// none when empty).
+pub fn listen(
+    cfg: &Config,
+    board: Arc<Board>,
+    metrics: Arc<Metrics>,
+) -> Result<(Option<SocketAddr>, Option<actix_web::dev::ServerHandle>), StartError> {
+    let s = &cfg.settings;
     board.set_info(crate::status::Info {
         version: env!("CARGO_PKG_VERSION").to_string(),
         maas_url: crate::status::masked_url(&cfg.maas_base),
@@ -143,23 +166,34 @@ pub async fn start(cfg: &Config) -> Result<Controller, StartError> {
         filter: serde_json::to_string(cfg.filter.spec()).unwrap_or_default(),
         period_seconds: s.maas.period.as_secs_f64(),
     });
-    let (http_addr, http) = if s.http.listen.is_empty() {
-        (None, None)
-    } else {
-        let (addr, handle) = crate::http::start(
-            &s.http.listen,
-            board.clone(),
-            metrics.clone(),
-            s.maas.period,
-        )
+    if s.http.listen.is_empty() {
+        return Ok((None, None));
+    }
+    let (addr, handle) = crate::http::start(&s.http.listen, board, metrics, s.maas.period)
         .map_err(|source| StartError::Listen {
             addr: s.http.listen.clone(),
             source,
         })?;
-        info!(%addr, "status listener up: /healthz /readyz /metrics /api/v1/machines /");
-        (Some(addr), Some(handle))
-    };
-    let client = client_for(cfg, metrics.clone());
+    info!(%addr, "status listener up: /healthz /readyz /metrics /api/v1/machines /");
+    Ok((Some(addr), Some(handle)))
+}
+
+/// The actors that act on MAAS: started on every win of the election (or once without HA).
+pub struct Actors {
+    pub poller: Addr<Poller>,
+    pub supervisor: Addr<Supervisor>,
+}
+
+/// Learn who we are in MAAS and start the poller, supervisor and node actors, as a
+/// fresh start: every MAAS request and provisioning start passes `fence` first.
+pub async fn start_actors(
+    cfg: &Config,
+    board: Arc<Board>,
+    metrics: Arc<Metrics>,
+    fence: Fence,
+) -> Result<Actors, StartError> {
+    let s = &cfg.settings;
+    let client = client_for(cfg, metrics.clone()).with_fence(fence);
     let identity = match s.maas.username.as_deref().filter(|u| !u.is_empty()) {
         Some(u) => Identity::Username(u.to_string()),
         None => whoami(&client, s.maas.period).await?,
@@ -244,12 +278,5 @@ pub async fn start(cfg: &Config) -> Result<Controller, StartError> {
         poller = poller.with_allocated_ownership();
     }
     let poller = poller.start();
-    Ok(Controller {
-        poller,
-        supervisor,
-        board,
-        metrics,
-        http_addr,
-        http,
-    })
+    Ok(Actors { poller, supervisor })
 }

@@ -109,6 +109,7 @@ fn spawn(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Child {
 }
 
 /// SIGTERM, then wait (bounded) for the exit; returns the log.
+#[allow(unsafe_code)] // kill(2) on our own child: see the SAFETY comment.
 fn stop_child(mut child: Child, dir: &Path) -> String {
     // SAFETY: kill(2) on our own child's pid.
     unsafe {

@@ -52,6 +52,13 @@ pub struct Observed {
 #[rtype(result = "()")]
 pub struct Retire;
 
+/// Stop at once, without waiting for anything in flight: this replica's HA leadership
+/// lapsed and another may already act. Timers die with the actor; a running
+/// provisioning is killed (its process group) and counted as interrupted.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct StandDown;
+
 /// Stop polling (shutdown).
 #[derive(Message)]
 #[rtype(result = "()")]

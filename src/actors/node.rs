@@ -14,7 +14,7 @@ use actix::prelude::*;
 use tracing::{debug, error, info, warn, Span};
 use tracing_actix::ActorInstrument;
 
-use super::{Observed, Retire, SharedDeps};
+use super::{Observed, Retire, SharedDeps, StandDown};
 use crate::backoff::{instant_after, Backoff};
 use crate::lifecycle::{self, Action, ActionKind, Hold, Memo, Provision, Refusal, Step, Wait};
 use crate::maas::model::check_system_id;
@@ -527,6 +527,11 @@ impl NodeActor {
             }
             return;
         }
+        // HA fencing: a replica that is not (or no longer) the leader starts nothing.
+        if let Err(e) = self.deps.client.fence().check() {
+            warn!(error = %e, "not starting provisioning");
+            return;
+        }
         self.provision.phase = Provision::Running;
         self.provision.queued = true;
         self.in_flight = Some(ActionKind::Provision);
@@ -550,6 +555,17 @@ impl NodeActor {
             });
         let fut = queue.then(move |(permit, m, deps), act, _| {
             async move {
+                // The wait for a slot can be long: check the fence again right before the
+                // run. Not an attempt: nothing goes to the journal.
+                if let Err(e) = deps.client.fence().check() {
+                    drop(permit);
+                    let untouched = Record {
+                        provisioned_at: None,
+                        attempts: failed_before,
+                        last_error: None,
+                    };
+                    return (Err(ProvisionError::Fenced(e)), Duration::ZERO, untouched);
+                }
                 let started = Instant::now();
                 let fqdn = m.fqdn.clone().unwrap_or_else(|| m.hostname.clone());
                 let res = match provision::choose_ip(m.first_ip(), &fqdn).await {
@@ -617,6 +633,13 @@ impl NodeActor {
         let Some(p) = &self.deps.provision else {
             return;
         };
+        if let Err(ProvisionError::Fenced(e)) = &res {
+            // Never started: not an attempt, nothing to record; the stand-down follows.
+            warn!(error = %e, "provisioning not started");
+            self.provision.phase = Provision::Pending;
+            self.publish_in_flight();
+            return;
+        }
         self.deps
             .metrics
             .provision_seconds
@@ -960,6 +983,14 @@ impl Actor for NodeActor {
         self.load_durable();
         self.evaluate(ctx);
     }
+
+    /// A stopped actor has nothing in flight: a drain waiting on the board must not
+    /// wait for a row its actor can no longer update.
+    fn stopped(&mut self, _ctx: &mut Self::Context) {
+        self.deps
+            .board
+            .update(&self.system_id, |v| v.action_in_flight = None);
+    }
 }
 
 impl Handler<Observed> for NodeActor {
@@ -981,5 +1012,21 @@ impl Handler<Retire> for NodeActor {
         if self.in_flight.is_none() {
             ctx.stop();
         }
+    }
+}
+
+impl Handler<StandDown> for NodeActor {
+    type Result = ();
+
+    fn handle(&mut self, _: StandDown, ctx: &mut Self::Context) {
+        if self.in_flight == Some(ActionKind::Provision) {
+            let _g = self.span.enter();
+            warn!("provisioning interrupted: no longer the leader; its process group is killed");
+            Metrics::kind(&self.deps.metrics.provision_runs, "interrupted");
+        }
+        self.deps.board.remove(&self.system_id);
+        // Stopping drops every spawned future: timers, the MAAS request in flight, and
+        // the provisioning run (which kills its process group when dropped).
+        ctx.stop();
     }
 }

@@ -84,6 +84,9 @@ impl ScriptProvisioner {
             reason: e.to_string(),
         })?;
         let pid = child.id();
+        // If this run is abandoned (the actor stopped: HA stand-down), kill the whole
+        // group, not only the script: nothing it started may outlive the leadership.
+        let mut group = GroupGuard(pid);
         let limit = self.output_limit;
         // Output is read by its own tasks: a process the script leaves running in the
         // background keeps the pipes open, and that must not delay the verdict.
@@ -96,7 +99,10 @@ impl ScriptProvisioner {
             .take()
             .map(|e| tokio::spawn(read_tail(e, limit)));
         let status = match tokio::time::timeout(self.ttl, child.wait()).await {
-            Ok(Ok(status)) => status,
+            Ok(Ok(status)) => {
+                group.0 = None;
+                status
+            }
             Ok(Err(e)) => {
                 if let Some(pid) = pid {
                     crate::child::kill_group(pid);
@@ -131,6 +137,17 @@ impl ScriptProvisioner {
                 status: status.to_string(),
                 tail,
             })
+        }
+    }
+}
+
+/// Kills the script's process group when dropped, unless the script has exited.
+struct GroupGuard(Option<u32>);
+
+impl Drop for GroupGuard {
+    fn drop(&mut self) {
+        if let Some(pid) = self.0.take() {
+            crate::child::kill_group(pid);
         }
     }
 }
