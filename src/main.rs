@@ -41,6 +41,11 @@ enum Command {
         /// pattern matches.
         #[arg(long)]
         list: bool,
+        /// Print which deploy profile a machine would get: `HOSTNAME[,TAG...]`, where
+        /// `zone=NAME` and `pool=NAME` items give its zone and pool (default `default`).
+        /// Repeatable.
+        #[arg(long, value_name = "HOSTNAME[,TAG...]")]
+        explain: Vec<String>,
     },
     /// Ask a running maas-flow: the summary, or one machine's history, next step and
     /// last error.
@@ -368,9 +373,16 @@ fn main() -> ExitCode {
             for var in maas_flow::legacy_env::KEY_VARS {
                 std::env::remove_var(var);
             }
-            if let Command::CheckConfig { list } = cmd {
+            if let Command::CheckConfig { list, explain } = &cmd {
                 for w in &cfg.warnings {
                     eprintln!("warning: {w}");
+                }
+                if !explain.is_empty() {
+                    for e in explain {
+                        let ex = maas_flow::profile::Example::parse(e);
+                        print!("{}", cfg.profiles.explain(&ex));
+                    }
+                    return ExitCode::SUCCESS;
                 }
                 print!("{}", cfg.render());
                 println!("# configuration is valid");
