@@ -14,7 +14,7 @@ use crate::actors::{Deps, Poller, PowerHelper, ProvisionDeps, Supervisor};
 use crate::backoff::Backoff;
 use crate::config::Config;
 use crate::ha::Fence;
-use crate::maas::{ApiVersion, ClientSettings, MaasClient};
+use crate::maas::{ApiVersion, ClientSettings, Identity, MaasClient};
 use crate::metrics::Metrics;
 use crate::profile::ProvisionTarget;
 use crate::provision::http::HttpProvisioner;
@@ -93,8 +93,10 @@ pub fn client_for(cfg: &Config, metrics: Arc<Metrics>) -> MaasClient {
     )
 }
 
-/// Ask MAAS who we are, retrying with backoff while MAAS is unreachable.
-async fn whoami(client: &MaasClient, period: Duration) -> Result<String, StartError> {
+/// Ask MAAS who we are, retrying with backoff while MAAS is unreachable. On API 1.0 a
+/// server without whoami (MAAS 1.9, gomaasapi's TestServer) is not an error: our
+/// machines are then the ones `nodes/?op=list_allocated` names, read every period.
+async fn whoami(client: &MaasClient, period: Duration) -> Result<Identity, StartError> {
     #[derive(serde::Deserialize)]
     struct Me {
         username: String,
@@ -107,7 +109,7 @@ async fn whoami(client: &MaasClient, period: Duration) -> Result<String, StartEr
         let req = client.api().whoami();
         match client.call(&req, "read").await {
             Ok(body) => match serde_json::from_slice::<Me>(&body) {
-                Ok(me) => return Ok(me.username),
+                Ok(me) => return Ok(Identity::Username(me.username)),
                 Err(e) => warn!(error = %e, "users/?op=whoami gave an unexpected answer; retrying"),
             },
             Err(e) => match e.code() {
@@ -121,9 +123,8 @@ async fn whoami(client: &MaasClient, period: Duration) -> Result<String, StartEr
                     )))
                 }
                 400 | 404 if client.settings().version == ApiVersion::V1 => {
-                    return Err(StartError::Identity(format!(
-                        "{e}: set maas.username for API 1.0"
-                    )))
+                    info!(answer = %e, "this MAAS has no users/?op=whoami (MAAS 1.9): our machines are those nodes/?op=list_allocated names, read every period; maas.username overrides");
+                    return Ok(Identity::AllocatedToKey);
                 }
                 _ => warn!(error = %e, "MAAS is not answering yet; retrying"),
             },
@@ -194,10 +195,11 @@ pub async fn start_actors(
 ) -> Result<Actors, StartError> {
     let s = &cfg.settings;
     let client = client_for(cfg, metrics.clone()).with_fence(fence);
-    let me = match s.maas.username.as_deref().filter(|u| !u.is_empty()) {
-        Some(u) => u.to_string(),
+    let identity = match s.maas.username.as_deref().filter(|u| !u.is_empty()) {
+        Some(u) => Identity::Username(u.to_string()),
         None => whoami(&client, s.maas.period).await?,
     };
+    let me = identity.policy_name().to_string();
     info!(user = %crate::maas::Escaped(&me), "acting as MAAS user");
     board.with_global(|g| g.maas_user = Some(me.clone()));
     let policy = cfg.policy(&me);
@@ -288,6 +290,9 @@ pub async fn start_actors(
     }
     if s.events.enabled && cfg.api_version == ApiVersion::V2 {
         poller = poller.with_event_feed(s.events.interval);
+    }
+    if identity == Identity::AllocatedToKey {
+        poller = poller.with_allocated_ownership();
     }
     let poller = poller.start();
     Ok(Actors { poller, supervisor })

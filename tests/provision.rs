@@ -451,7 +451,7 @@ async fn a_hung_run_delays_no_other_machine_and_no_poll() {
     // Clean run: the same 50 machines with nothing hung (node-00001 is excluded).
     let sim = start_sim(scenario::rack(50), fast_timings());
     let mut clean_extra = extra.to_vec();
-    let cfg_filter = r#"{"hosts":{"include":[],"exclude":["node-00001"]},"zones":{"include":["default"],"exclude":[]}}"#;
+    let cfg_filter = r#"{"hosts":{"include":[".*"],"exclude":["^node-00001$"]},"zones":{"include":["default"],"exclude":[]}}"#;
     clean_extra.push(("filter.json", cfg_filter));
     let ctrl = start(&sim, &clean_extra).await;
     let clean = settle(&ctrl, Duration::from_secs(30)).await;

@@ -43,6 +43,8 @@ pub struct Poller {
     feed: Option<Feed>,
     /// When the last list was sent: a scheduled tick right after an early list is skipped.
     last_list_started: Option<Instant>,
+    /// API 1.0 without whoami: learn our machines from `list_allocated` after each list.
+    allocated_ownership: bool,
 }
 
 /// Following MAAS's event log between full lists.
@@ -130,7 +132,15 @@ impl Poller {
             max_tick_lateness: Duration::ZERO,
             feed: None,
             last_list_started: None,
+            allocated_ownership: false,
         }
+    }
+
+    /// Mark which machines are ours from `nodes/?op=list_allocated`, read after every
+    /// list (see `maas::ownership`).
+    pub fn with_allocated_ownership(mut self) -> Self {
+        self.allocated_ownership = true;
+        self
     }
 
     /// Let MAAS narrow the list by pool and tag too (see `Filter::server_side_pools` and
@@ -372,13 +382,19 @@ impl Poller {
             req = req.with_query("tags", t.clone());
         }
         let version = client.settings().version;
+        let allocated_ownership = self.allocated_ownership;
         let fut = async move {
             let body = client.call(&req, "list").await?;
             // Parsing 100 MB takes long enough to stall every actor: do it elsewhere.
-            actix_rt::task::spawn_blocking(move || parse_machine_list(&body, version))
-                .await
-                .map_err(|e| PollError::Parse(e.to_string()))?
-                .map_err(|e| PollError::Parse(e.to_string()))
+            let mut parsed =
+                actix_rt::task::spawn_blocking(move || parse_machine_list(&body, version))
+                    .await
+                    .map_err(|e| PollError::Parse(e.to_string()))?
+                    .map_err(|e| PollError::Parse(e.to_string()))?;
+            if allocated_ownership {
+                crate::maas::ownership::mark(&client, &mut parsed.machines).await;
+            }
+            Ok(parsed)
         };
         ctx.spawn(
             fut.into_actor(self)

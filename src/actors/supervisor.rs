@@ -18,6 +18,8 @@ pub struct Supervisor {
     deps: SharedDeps,
     filter: Arc<Filter>,
     nodes: HashMap<String, Addr<NodeActor>>,
+    /// The filter's per-pattern match counts were logged (after the first full list).
+    filter_reported: bool,
 }
 
 impl Supervisor {
@@ -26,6 +28,7 @@ impl Supervisor {
             deps,
             filter,
             nodes: HashMap::new(),
+            filter_reported: false,
         }
     }
 }
@@ -38,6 +41,17 @@ impl Handler<Snapshot> for Supervisor {
     type Result = ();
 
     fn handle(&mut self, snap: Snapshot, _ctx: &mut Self::Context) {
+        if snap.full && !self.filter_reported {
+            // A wrong exclude is destructive: show at once what each pattern matches.
+            self.filter_reported = true;
+            self.filter
+                .report(
+                    snap.machines
+                        .iter()
+                        .map(|m| (m.hostname.as_str(), m.zone_name())),
+                )
+                .log();
+        }
         let mut selected: HashSet<&str> = HashSet::with_capacity(self.nodes.len());
         let mut spawned = 0usize;
         for m in snap.machines.iter() {

@@ -66,6 +66,9 @@ struct Args {
     /// Serve the legacy API 1.0 ("on") or answer 410 like MAAS 2.0+ ("off").
     #[arg(long, default_value = "on", value_parser = ["on", "off"])]
     api1: String,
+    /// Serve users/?op=whoami on API 1.0 ("on"), or answer 400 like MAAS 1.9 ("off").
+    #[arg(long, default_value = "on", value_parser = ["on", "off"])]
+    api1_whoami: String,
     /// Serve the simulated HTTP provisioner at /provisioner.
     #[arg(long)]
     provisioner: bool,
@@ -126,6 +129,7 @@ fn main() -> std::process::ExitCode {
             api_key: key.clone(),
             username: a.username.clone(),
             api1: a.api1 == "on",
+            api1_whoami: a.api1_whoami == "on",
             seed: a.seed,
             listen: a.listen,
             workers: a.workers,

@@ -7,6 +7,7 @@ pub mod auth;
 pub mod client;
 pub mod escape;
 pub mod model;
+pub mod ownership;
 pub mod redact;
 pub mod status;
 
@@ -15,4 +16,5 @@ pub use auth::ApiKey;
 pub use client::{ClientSettings, ErrorClass, MaasClient, MaasError};
 pub use escape::Escaped;
 pub use model::{parse_machine, parse_machine_list, Machine, ParsedList};
+pub use ownership::Identity;
 pub use status::{NodeStatus, PowerState};
