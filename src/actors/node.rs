@@ -138,7 +138,7 @@ impl NodeActor {
             .policy
             .retry_tag
             .as_ref()
-            .is_some_and(|t| m.tag_names.contains(t) && !self.machine.tag_names.contains(t));
+            .is_some_and(|t| m.has_tag(t) && !self.machine.has_tag(t));
         self.machine = m;
         if retry_requested {
             self.operator_retry();
@@ -662,7 +662,7 @@ impl NodeActor {
             status: m.status.label().to_string(),
             status_code: m.status.code(),
             power_state: m.power_state.as_str().to_string(),
-            owner: m.owner.clone(),
+            owner: m.owner.as_deref().map(str::to_string),
             target: format!("{:?}", self.deps.policy.target).to_ascii_lowercase(),
             step: step.label(),
             provisioning: self.provisioning_label().to_string(),
@@ -693,7 +693,7 @@ impl NodeActor {
             && p.last_error == self.last_error
             && p.hostname == m.hostname
             && p.zone == m.zone_name()
-            && p.owner == m.owner
+            && p.owner.as_deref() == m.owner.as_deref()
     }
 
     /// Update the board, and log when the step changes in a way an operator cares about.
@@ -711,7 +711,7 @@ impl NodeActor {
             last_error: self.last_error.clone(),
             hostname: self.machine.hostname.clone(),
             zone: self.machine.zone_name().to_string(),
-            owner: self.machine.owner.clone(),
+            owner: self.machine.owner.as_deref().map(str::to_string),
         });
         let mut view = self.view(step);
         let label = step.label();

@@ -5,8 +5,10 @@
 pub mod api;
 pub mod auth;
 pub mod client;
+pub mod intern;
 pub mod model;
 pub mod status;
+pub mod stream;
 
 pub use api::{Api, ApiVersion, DeployParams, Method, Request};
 pub use auth::ApiKey;
