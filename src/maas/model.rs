@@ -199,16 +199,9 @@ impl Machine {
             .map(String::as_str)
     }
 
-    /// Parse one machine object from its raw JSON into the compact record.
-    pub(crate) fn from_raw(raw: &str, version: ApiVersion) -> Result<Machine, serde_json::Error> {
-        let mut m: Machine = serde_json::from_str(raw)?;
-        m.normalise(version);
-        Ok(m)
-    }
-
     /// Bring an API 1.0 node into the 2.0 shape (real status, short hostname) and drop
     /// what a record does not need to keep.
-    fn normalise(&mut self, version: ApiVersion) {
+    pub(crate) fn normalise(&mut self, version: ApiVersion) {
         if !self.workload_annotations.is_empty() {
             // MAAS 3.x sends the same map under both names.
             self.owner_data.clear();

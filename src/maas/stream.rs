@@ -3,7 +3,7 @@
 //! A 10,000-machine `GET machines/` is ~75 MB of JSON. Buffering it and then parsing it
 //! kept two copies alive at the peak, and the allocator kept that peak as resident memory
 //! long after. Here the body's chunks go from the HTTP client through a bounded channel
-//! ([`ChunkReader`]) to a blocking thread where serde_json reads the top-level array one
+//! ([`ChunkReader`]) to a blocking thread where serde_json parses the top-level array one
 //! element at a time ([`parse_list`]): each element's bytes are held only until it has
 //! been turned into the compact [`Machine`] record, every field nobody reads is skipped,
 //! so the most this costs at once is one machine's JSON plus the channel's few chunks.
@@ -13,11 +13,10 @@
 //! has anything but whitespace after its `]` is an error as a whole, and nothing of it is
 //! published.
 
-use std::fmt;
 use std::io::{self, Read};
+use std::sync::Arc;
 
 use bytes::{Buf, Bytes};
-use serde::de::{Deserializer, SeqAccess, Visitor};
 use serde_json::value::RawValue;
 
 use super::model::{ListError, Machine, ParsedList, Skipped};
@@ -27,7 +26,7 @@ use super::ApiVersion;
 /// keep the parser busy, few enough that a stalled parser stops the reads (backpressure).
 pub const CHANNEL_CHUNKS: usize = 16;
 
-/// Buffer between the chunk reader and serde_json's byte-at-a-time reader.
+/// The most read from the body in one `read` call.
 const READ_BUFFER: usize = 64 * 1024;
 
 /// One item on the body channel: a chunk, or why the body could not be read to its end.
@@ -73,57 +72,206 @@ impl Read for ChunkReader {
 }
 
 /// Parse a machine list from a blocking reader (the body channel), one machine at a time.
+///
+/// serde_json parses every value, from a window of the body held in memory (its
+/// slice reader is several times faster than its byte-at-a-time `io::Read` one):
+/// each machine is deserialised straight into the compact record; when the window ends
+/// inside a machine, more of the body is read and that machine is parsed again from its
+/// start. Only the array's own `[`, `,` and `]` between values are stepped over here.
 pub fn parse_list<R: Read>(reader: R, version: ApiVersion) -> Result<ParsedList, ListError> {
-    let reader = io::BufReader::with_capacity(READ_BUFFER, reader);
-    let mut de = serde_json::Deserializer::from_reader(reader);
-    let parsed = de.deserialize_seq(ListVisitor { version })?;
-    // Anything but whitespace after the closing bracket means the answer is not a list.
-    de.end()?;
-    Ok(parsed)
+    Window::new(reader).list(version).map_err(ListError::from)
 }
 
 /// Parse a machine list already in memory (tests, fixtures, benchmarks) with the same
 /// per-machine rules as the stream.
 pub fn parse_slice(body: &[u8], version: ApiVersion) -> Result<ParsedList, ListError> {
-    let mut de = serde_json::Deserializer::from_slice(body);
-    let parsed = de.deserialize_seq(ListVisitor { version })?;
-    de.end()?;
-    Ok(parsed)
+    parse_list(body, version)
 }
 
-/// Visits the top-level array: each element is taken as raw JSON (syntax checked, nothing
-/// allocated per field), then parsed into the compact record on its own, so a type error
-/// in one machine costs only that machine.
-struct ListVisitor {
-    version: ApiVersion,
+/// Bytes read from the body at least each time the window is refilled: large enough that
+/// re-parsing the one machine cut by the window's end costs little.
+const REFILL: usize = 256 * 1024;
+
+/// The part of the body not yet parsed.
+struct Window<R> {
+    reader: R,
+    buf: Vec<u8>,
+    /// Where the unparsed bytes start in `buf`.
+    pos: usize,
+    /// The reader reported the end of the body.
+    eof: bool,
 }
 
-impl<'de> Visitor<'de> for ListVisitor {
-    type Value = ParsedList;
+type JsonResult<T> = Result<T, serde_json::Error>;
 
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a JSON array of machine objects")
+/// What one element of the array turned out to be.
+enum Element {
+    Machine(Arc<Machine>),
+    /// Well-formed JSON that is not a usable machine: skipped, with why.
+    Skipped(Skipped),
+}
+
+impl<R: Read> Window<R> {
+    fn new(reader: R) -> Self {
+        Window {
+            reader,
+            buf: Vec::with_capacity(2 * REFILL),
+            pos: 0,
+            eof: false,
+        }
     }
 
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<ParsedList, A::Error> {
-        let mut out = ParsedList::default();
-        if let Some(n) = seq.size_hint() {
-            out.machines.reserve(n);
-        }
-        let mut index = 0usize;
-        while let Some(raw) = seq.next_element::<Box<RawValue>>()? {
-            match Machine::from_raw(raw.get(), self.version) {
-                Ok(m) => out.machines.push(std::sync::Arc::new(m)),
-                Err(e) => out.skipped.push(Skipped {
-                    index,
-                    system_id: system_id_of(raw.get()),
-                    error: e.to_string(),
-                }),
+    /// Read at least [`REFILL`] more bytes (or to the end); drops what was parsed.
+    fn refill(&mut self) -> JsonResult<()> {
+        self.buf.drain(..self.pos);
+        self.pos = 0;
+        let want = self.buf.len() + REFILL;
+        while self.buf.len() < want {
+            let old = self.buf.len();
+            self.buf.resize(old.max(want).max(old + READ_BUFFER), 0);
+            match self.reader.read(&mut self.buf[old..]) {
+                Ok(0) => {
+                    self.buf.truncate(old);
+                    self.eof = true;
+                    break;
+                }
+                Ok(n) => self.buf.truncate(old + n),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => self.buf.truncate(old),
+                Err(e) => {
+                    self.buf.truncate(old);
+                    return Err(serde_json::Error::io(e));
+                }
             }
-            index += 1;
+        }
+        Ok(())
+    }
+
+    /// The next byte that is not JSON whitespace, without consuming it; `None` at the end.
+    fn peek(&mut self) -> JsonResult<Option<u8>> {
+        loop {
+            while let Some(&b) = self.buf.get(self.pos) {
+                if matches!(b, b' ' | b'\n' | b'\r' | b'\t') {
+                    self.pos += 1;
+                } else {
+                    return Ok(Some(b));
+                }
+            }
+            if self.eof {
+                return Ok(None);
+            }
+            self.refill()?;
+        }
+    }
+
+    fn expect(&mut self, what: &str) -> JsonResult<u8> {
+        self.peek()?.ok_or_else(|| {
+            <serde_json::Error as serde::de::Error>::custom(format!(
+                "the list ends before its {what}"
+            ))
+        })
+    }
+
+    fn list(mut self, version: ApiVersion) -> JsonResult<ParsedList> {
+        let bad = |what: String| <serde_json::Error as serde::de::Error>::custom(what);
+        let mut out = ParsedList::default();
+        if self.expect("opening '['")? != b'[' {
+            return Err(bad("the answer is not a JSON array".into()));
+        }
+        self.pos += 1;
+        let mut index = 0usize;
+        if self.expect("closing ']'")? == b']' {
+            self.pos += 1;
+        } else {
+            loop {
+                match self.element(index, version)? {
+                    Element::Machine(m) => out.machines.push(m),
+                    Element::Skipped(s) => out.skipped.push(s),
+                }
+                index += 1;
+                match self.expect("closing ']'")? {
+                    b',' => self.pos += 1,
+                    b']' => {
+                        self.pos += 1;
+                        break;
+                    }
+                    other => {
+                        return Err(bad(format!(
+                            "expected ',' or ']' after entry {index}, found {:?}",
+                            other as char
+                        )))
+                    }
+                }
+            }
+        }
+        // Anything but whitespace after the closing bracket means the answer is not a list.
+        if self.peek()?.is_some() {
+            return Err(bad("trailing characters after the list".into()));
         }
         out.machines.shrink_to_fit();
         Ok(out)
+    }
+
+    /// Parse one element at `pos`, reading more of the body while the window ends in it.
+    fn element(&mut self, index: usize, version: ApiVersion) -> JsonResult<Element> {
+        loop {
+            let mut it =
+                serde_json::Deserializer::from_slice(&self.buf[self.pos..]).into_iter::<Machine>();
+            let res = it.next();
+            let used = it.byte_offset();
+            match res {
+                // A value that ends exactly at the window's end may go on (a number): read on.
+                Some(Ok(_)) if self.pos + used == self.buf.len() && !self.eof => {}
+                Some(Ok(mut m)) => {
+                    self.pos += used;
+                    m.normalise(version);
+                    return Ok(Element::Machine(Arc::new(m)));
+                }
+                Some(Err(e)) if e.is_eof() && !self.eof => {}
+                // Not a machine; whether it is still well-formed JSON decides between
+                // skipping it and failing the list (serde_json reports some data errors,
+                // such as a struct given as a too-long array, as syntax errors).
+                Some(Err(e)) => return self.skip(index, e),
+                None if !self.eof => {}
+                None => {
+                    return Err(<serde_json::Error as serde::de::Error>::custom(
+                        "the list ends inside an entry",
+                    ))
+                }
+            }
+            self.refill()?;
+        }
+    }
+
+    /// Step over an element that is well-formed JSON but not a machine (`why` says what
+    /// was wrong with it); an element that is not well-formed JSON fails the whole list.
+    fn skip(&mut self, index: usize, why: serde_json::Error) -> JsonResult<Element> {
+        loop {
+            let mut it = serde_json::Deserializer::from_slice(&self.buf[self.pos..])
+                .into_iter::<&RawValue>();
+            let res = it.next();
+            let used = it.byte_offset();
+            match res {
+                Some(Ok(_)) if self.pos + used == self.buf.len() && !self.eof => {}
+                Some(Ok(raw)) => {
+                    let skipped = Skipped {
+                        index,
+                        system_id: system_id_of(raw.get()),
+                        error: why.to_string(),
+                    };
+                    self.pos += used;
+                    return Ok(Element::Skipped(skipped));
+                }
+                Some(Err(e)) if e.is_eof() && !self.eof => {}
+                Some(Err(e)) => return Err(e),
+                None if !self.eof => {}
+                None => {
+                    return Err(<serde_json::Error as serde::de::Error>::custom(
+                        "the list ends inside an entry",
+                    ))
+                }
+            }
+            self.refill()?;
+        }
     }
 }
 
@@ -209,6 +357,14 @@ mod tests {
         assert!(parse_slice(br#"{"system_id":"a","status":4}"#, ApiVersion::V2).is_err());
         let p = parse_slice(br#"[{"system_id":"a","status":4}, 3]"#, ApiVersion::V2).unwrap();
         assert_eq!((p.machines.len(), p.skipped.len()), (1, 1));
+        // Valid JSON that serde_json reports as a syntax error while typing it.
+        let p = parse_slice(
+            br#"[{"system_id":"a","status":4,"boot_interface":[null,null]},{"system_id":"b","status":4}]"#,
+            ApiVersion::V2,
+        )
+        .unwrap();
+        assert_eq!((p.machines.len(), p.skipped.len()), (1, 1));
+        assert!(parse_slice(br#"[{"system_id":"a","status":4,}]"#, ApiVersion::V2).is_err());
         assert!(parse_slice(b"[]", ApiVersion::V2)
             .unwrap()
             .machines
