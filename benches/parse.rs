@@ -16,7 +16,7 @@ use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use maas_flow::filter::{load_spec, Filter};
 use maas_flow::lifecycle::{decide, Memo, Policy, Provision};
-use maas_flow::maas::stream::{parse_list, ChunkReader};
+use maas_flow::maas::stream::{parse_list, ChunkReader, Coalesce};
 use maas_flow::maas::{parse_machine_list, ApiVersion};
 use maas_flow::sim::render::machine_v2;
 use maas_flow::sim::scenario;
@@ -54,10 +54,16 @@ fn received<T: Send + 'static>(
 ) -> T {
     let (tx, reader) = ChunkReader::channel();
     let parser = std::thread::spawn(move || parse(reader));
+    let mut gather = Coalesce::default();
     for c in chunks {
-        if tx.blocking_send(Ok(c.clone())).is_err() {
-            break;
+        if let Some(c) = gather.push(c.clone()) {
+            if tx.blocking_send(Ok(c)).is_err() {
+                break;
+            }
         }
+    }
+    if let Some(c) = gather.finish() {
+        let _ = tx.blocking_send(Ok(c));
     }
     drop(tx);
     parser.join().unwrap()

@@ -586,8 +586,14 @@ async fn rest_one(r: Rest) {
                     .machines
                     .len()
             });
+            let mut gather = maas_flow::maas::stream::Coalesce::default();
             for c in &chunks {
-                tx.blocking_send(Ok(c.clone())).unwrap();
+                if let Some(c) = gather.push(c.clone()) {
+                    tx.blocking_send(Ok(c)).unwrap();
+                }
+            }
+            if let Some(c) = gather.finish() {
+                tx.blocking_send(Ok(c)).unwrap();
             }
             drop(tx);
             assert_eq!(parser.join().unwrap(), machines);

@@ -12,7 +12,7 @@ use bytes::Bytes;
 
 use super::api::{Method, Request};
 use super::auth::ApiKey;
-use super::stream::ChunkReader;
+use super::stream::{ChunkReader, Coalesce};
 use crate::metrics::{KindLabels, Metrics};
 
 /// What went wrong talking to MAAS.
@@ -343,6 +343,7 @@ impl MaasClient {
         let limit = self.settings.max_body as u64;
         let mut read = 0u64;
         let mut failed: Option<String> = None;
+        let mut gather = Coalesce::default();
         while let Some(chunk) = resp.next().await {
             let chunk = match chunk {
                 Ok(c) => c,
@@ -360,9 +361,16 @@ impl MaasClient {
                 failed = Some(reason);
                 break;
             }
-            if tx.send(Ok(chunk)).await.is_err() {
-                // The parser stopped early (a malformed list): its error says why.
-                break;
+            if let Some(chunk) = gather.push(chunk) {
+                if tx.send(Ok(chunk)).await.is_err() {
+                    // The parser stopped early (a malformed list): its error says why.
+                    break;
+                }
+            }
+        }
+        if failed.is_none() {
+            if let Some(rest) = gather.finish() {
+                let _ = tx.send(Ok(rest)).await;
             }
         }
         drop(tx);
