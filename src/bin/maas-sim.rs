@@ -10,7 +10,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use clap::Parser;
 use maas_flow::maas::ApiKey;
 use maas_flow::sim::{
-    scenario, Faults, ProvisionerConfig, Sim, SimConfig, Timings, DEFAULT_API_KEY,
+    scenario, BootImages, Faults, ProvisionerConfig, Sim, SimConfig, Timings, DEFAULT_API_KEY,
 };
 
 #[derive(Parser, Debug)]
@@ -28,7 +28,7 @@ struct Args {
     /// Generated machines in New (ignored with --scenario or --demo-rack).
     #[arg(long, default_value_t = 100)]
     machines: usize,
-    /// TOML file listing machines ([[machine]] hostname, count, zone, pool, status, power_state, power_type, macs, ips, owner, tags, locked, fail_commission, fail_deploy).
+    /// TOML file listing machines ([[machine]] hostname, count, zone, pool, status, power_state, power_type, macs, ips, owner, tags, locked, fail_commission, fail_deploy) and controllers that log events ([[controller]] hostname, kind, event_every).
     #[arg(long)]
     scenario: Option<PathBuf>,
     /// Serve the demo's mixed rack.
@@ -78,6 +78,10 @@ struct Args {
     provision_hang: Vec<String>,
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// Ubuntu series with synced boot images (comma-separated); deploying another one
+    /// answers MAAS's 400 `{"distro_series": [...]}`.
+    #[arg(long, value_delimiter = ',', default_value = "focal,jammy,noble")]
+    series: Vec<String>,
 }
 
 fn main() -> std::process::ExitCode {
@@ -96,12 +100,16 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::from(2);
         }
     };
+    let mut controllers = Vec::new();
     let machines = if let Some(p) = &a.scenario {
         match std::fs::read_to_string(p)
             .map_err(|e| e.to_string())
-            .and_then(|t| scenario::parse_scenario(&t))
+            .and_then(|t| scenario::parse_scenario_file(&t))
         {
-            Ok(m) => m,
+            Ok(s) => {
+                controllers = s.controllers;
+                s.machines
+            }
             Err(e) => {
                 eprintln!("maas-sim: --scenario {}: {e}", p.display());
                 return std::process::ExitCode::from(2);
@@ -124,6 +132,7 @@ fn main() -> std::process::ExitCode {
             listen: a.listen,
             workers: a.workers,
             tls: None,
+            boot_images: BootImages::only(&a.series.iter().map(String::as_str).collect::<Vec<_>>()),
         };
         let timings = Timings {
             commission: a.commission_time,
@@ -146,6 +155,7 @@ fn main() -> std::process::ExitCode {
                 return std::process::ExitCode::from(1);
             }
         };
+        sim.with_world(|w| controllers.into_iter().for_each(|c| w.add_controller(c)));
         sim.set_faults(Faults {
             error_rate: a.error_rate,
             unavailable_rate: a.unavailable_rate,

@@ -5,6 +5,8 @@
 //! transitions, logs every operation and status event, and injects faults on demand.
 //! Tests, benchmarks, `maas-flow demo` and operators' dry runs all use it.
 
+pub mod controllers;
+pub mod images;
 pub mod inspect;
 pub mod provisioner;
 pub mod render;
@@ -17,6 +19,8 @@ use std::time::Instant;
 
 use actix_web::{web, App, HttpServer};
 
+pub use controllers::{ControllerKind, SimController};
+pub use images::{BootImages, SeriesImage};
 pub use provisioner::{ProvisionerConfig, ProvisionerRequest};
 pub use server::{Faults, SimConfig, SimState};
 pub use world::{OpRecord, SimMachine, Timings, World};
@@ -46,7 +50,8 @@ impl Sim {
     ) -> std::io::Result<Sim> {
         let workers = cfg.workers.max(1);
         let listen = cfg.listen;
-        let world = World::new(machines, timings, cfg.seed);
+        let mut world = World::new(machines, timings, cfg.seed);
+        world.boot_images = cfg.boot_images.clone();
         let state = Arc::new(SimState::new(
             cfg.clone(),
             world,

@@ -3,6 +3,7 @@
 
 use serde::Deserialize;
 
+use super::controllers::{ControllerKind, SimController};
 use super::world::{SimLink, SimMachine};
 use crate::maas::{NodeStatus, PowerState};
 
@@ -89,6 +90,55 @@ pub fn demo_rack(me: &str) -> Vec<SimMachine> {
 struct ScenarioFile {
     #[serde(default)]
     machine: Vec<ScenarioMachine>,
+    #[serde(default)]
+    controller: Vec<ScenarioController>,
+}
+
+/// `[[controller]]`: a region/rack controller that logs events (`kind`:
+/// `rack_controller`, `region_controller`, `region_and_rack_controller`; `event_every`:
+/// a duration such as `"2s"`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ScenarioController {
+    hostname: String,
+    #[serde(default = "default_controller_kind")]
+    kind: ControllerKind,
+    #[serde(default, with = "humantime_serde")]
+    event_every: Option<std::time::Duration>,
+}
+
+fn default_controller_kind() -> ControllerKind {
+    ControllerKind::RegionAndRackController
+}
+
+/// A controller's system_id: from an index range no generated machine reaches.
+pub fn controller_system_id(n: usize) -> String {
+    system_id(20_000_000 + n)
+}
+
+/// A scenario file's machines and controllers.
+pub struct Scenario {
+    pub machines: Vec<SimMachine>,
+    pub controllers: Vec<SimController>,
+}
+
+/// Parse a scenario file with its `[[controller]]` entries.
+pub fn parse_scenario_file(text: &str) -> Result<Scenario, String> {
+    let file: ScenarioFile = toml::from_str(text).map_err(|e| e.to_string())?;
+    let controllers = file
+        .controller
+        .iter()
+        .enumerate()
+        .map(|(n, c)| {
+            let mut sc = SimController::new(&controller_system_id(n), &c.hostname, c.kind);
+            sc.event_every = c.event_every;
+            sc
+        })
+        .collect();
+    Ok(Scenario {
+        machines: machines_of(file.machine)?,
+        controllers,
+    })
 }
 
 #[derive(Debug, Deserialize)]
@@ -130,11 +180,14 @@ fn one() -> usize {
     1
 }
 
-/// Parse a scenario file's text into machines.
+/// Parse a scenario file's text into machines (controllers are left out).
 pub fn parse_scenario(text: &str) -> Result<Vec<SimMachine>, String> {
-    let file: ScenarioFile = toml::from_str(text).map_err(|e| e.to_string())?;
+    parse_scenario_file(text).map(|s| s.machines)
+}
+
+fn machines_of(list: Vec<ScenarioMachine>) -> Result<Vec<SimMachine>, String> {
     let mut out = Vec::new();
-    for (n, s) in file.machine.into_iter().enumerate() {
+    for (n, s) in list.into_iter().enumerate() {
         let status = match &s.status {
             None => NodeStatus::New,
             Some(toml::Value::Integer(i)) => NodeStatus::from_code(*i),
@@ -245,5 +298,35 @@ mod tests {
             Some("2026-01-01T00:00:00Z")
         );
         assert!(parse_scenario("[[machine]]\nhostname='x'\nstatus='nope'").is_err());
+    }
+
+    #[test]
+    fn scenario_lists_controllers_apart_from_machines() {
+        let s = parse_scenario_file(
+            r#"
+            [[machine]]
+            hostname = "a"
+            [[controller]]
+            hostname = "region-1"
+            event_every = "1s"
+            [[controller]]
+            hostname = "rack-2"
+            kind = "rack_controller"
+            "#,
+        )
+        .unwrap();
+        assert_eq!(s.machines.len(), 1);
+        assert_eq!(s.controllers.len(), 2);
+        assert_eq!(
+            s.controllers[0].kind,
+            ControllerKind::RegionAndRackController
+        );
+        assert_eq!(
+            s.controllers[0].event_every,
+            Some(std::time::Duration::from_secs(1))
+        );
+        assert_eq!(s.controllers[1].kind, ControllerKind::RackController);
+        assert_ne!(s.controllers[0].system_id, s.machines[0].system_id);
+        assert!(parse_scenario_file("[[controller]]\nhostname='r'\nkind='pdu'").is_err());
     }
 }

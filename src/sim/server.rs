@@ -19,7 +19,7 @@ use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
 
 use super::provisioner::ProvisionerState;
-use super::render::{machine_v2, node_v1};
+use super::render::{domain_json, machine_v2, node_v1, pool_json, stable_id, zone_json};
 use super::world::{err, Event, Reply, World};
 use crate::maas::auth::parse_oauth_header;
 use crate::maas::{ApiKey, NodeStatus};
@@ -52,6 +52,9 @@ pub struct Faults {
     pub events_garbage_rate: f64,
     /// `events/` answers with an event older than `after` (the log went back).
     pub events_gap_rate: f64,
+    /// `deploy` answers 400 `Failed to render preseed: ...`, as a region with a broken
+    /// curtin preseed does (a field error no re-read fixes).
+    pub preseed_error_rate: f64,
     /// Only fault these paths' kinds: "all" (default), "list", "ops", "events".
     pub scope: Option<String>,
 }
@@ -69,6 +72,8 @@ pub struct SimConfig {
     pub workers: usize,
     /// Serve HTTPS with this configuration (tests of the client's TLS).
     pub tls: Option<std::sync::Arc<rustls::ServerConfig>>,
+    /// The synced boot images: a deploy of another series answers MAAS's 400.
+    pub boot_images: super::images::BootImages,
 }
 
 impl Default for SimConfig {
@@ -81,6 +86,7 @@ impl Default for SimConfig {
             listen: "127.0.0.1:0".parse().expect("literal address"),
             workers: 2,
             tls: None,
+            boot_images: super::images::BootImages::default(),
         }
     }
 }
@@ -349,14 +355,27 @@ fn check_auth(req: &HttpRequest, call: &Call, state: &SimState) -> Result<(), Bo
             ),
         )));
     }
-    if get("oauth_signature_method") != Some("PLAINTEXT")
-        || !get("oauth_signature")
-            .and_then(|s| s.strip_prefix('&'))
-            .is_some_and(|s| key.secret_matches(s))
-    {
+    if get("oauth_signature_method") != Some("PLAINTEXT") {
         return Err(Box::new(text(
             401,
             "Authorization Error: Invalid signature.",
+        )));
+    }
+    if !get("oauth_signature")
+        .and_then(|s| s.strip_prefix('&'))
+        .is_some_and(|s| key.secret_matches(s))
+    {
+        // With the right consumer and token keys, piston's OAuth check answers with the
+        // signature it expected: `&` + the real token secret (the consumer secret is
+        // empty). A 3.4.10 region did exactly this (maas-api.md section 7); clients
+        // must never log such a body unredacted.
+        let exposed = key.expose();
+        let secret = exposed.rsplit(':').next().unwrap_or("");
+        return Err(Box::new(text(
+            401,
+            format!(
+                "Authorization Error: 'Invalid signature. Expected signature base string: &{secret}'"
+            ),
         )));
     }
     let now = SystemTime::now()
@@ -380,6 +399,13 @@ fn check_auth(req: &HttpRequest, call: &Call, state: &SimState) -> Result<(), Bo
         ));
     }
     Ok(())
+}
+
+/// Whether this deploy meets the injected preseed failure (`Faults::preseed_error_rate`).
+fn roll_preseed_error(state: &SimState) -> bool {
+    let mut g = state.faults.lock();
+    let (f, rng) = &mut *g;
+    f.preseed_error_rate > 0.0 && rng.gen_bool(f.preseed_error_rate.clamp(0.0, 1.0))
 }
 
 fn fault_kind(call: &Call) -> &'static str {
@@ -514,6 +540,7 @@ fn whoami(state: &SimState) -> HttpResponse {
         serde_json::json!({
             "username": state.cfg.username, "email": format!("{}@example.com", state.cfg.username),
             "is_local": true, "is_superuser": true,
+            "resource_uri": format!("/MAAS/api/2.0/users/{}/", state.cfg.username),
         })
         .to_string(),
     )
@@ -557,10 +584,22 @@ fn dispatch_v2(call: &Call, state: &SimState) -> HttpResponse {
                         call.record(&mut w, None, &resp);
                         return resp;
                     };
-                    let r = w.allocate(&sid, user);
-                    let resp = reply(&mut w, r, false);
+                    let resp = match w.allocate(&sid, user) {
+                        // MAAS adds the constraint matches to the allocated machine
+                        // (`constraints_by_type`, empty when only `system_id` was
+                        // given); gomaasapi's `AllocateMachine` requires the key.
+                        Reply::Machine(i) => {
+                            let body = machine_v2(&mut w.machines[i]);
+                            let body = body.strip_suffix('}').unwrap_or(&body);
+                            json_body(200, format!("{body},\"constraints_by_type\":{{}}}}"))
+                        }
+                        r => reply(&mut w, r, false),
+                    };
                     call.record(&mut w, Some(&sid), &resp);
                     return resp;
+                }
+                ("POST", Some("release")) if segs[0] == "machines" => {
+                    return release_many(call, &mut w, user);
                 }
                 _ => signature(m, op),
             };
@@ -592,6 +631,17 @@ fn dispatch_v2(call: &Call, state: &SimState) -> HttpResponse {
                 {
                     match o {
                         "commission" => w.commission(i),
+                        "deploy"
+                            if matches!(
+                                w.machines[i].status,
+                                NodeStatus::Ready | NodeStatus::Allocated
+                            ) && roll_preseed_error(state) =>
+                        {
+                            err(
+                            400,
+                            "Failed to render preseed: 'NoneType' object has no attribute 'get' (injected)",
+                        )
+                        }
                         "deploy" => w.deploy(i, user, &call.form),
                         "power_on" => w.power_on(i, user),
                         "power_off" => w.power_off(i, user),
@@ -645,10 +695,129 @@ fn dispatch_v2(call: &Call, state: &SimState) -> HttpResponse {
             call.record(&mut w, Some(&sid), &resp);
             resp
         }
+        ["zones"] if m == "GET" && op.is_none() => json_body(
+            200,
+            serde_json::Value::Array(w.zones.iter().map(|z| zone_json(z)).collect()).to_string(),
+        ),
+        ["zones", name] if m == "GET" && op.is_none() => match w.zones.iter().find(|z| z == name) {
+            Some(z) => json_body(200, zone_json(z).to_string()),
+            None => text(404, "No Zone matches the given query."),
+        },
+        ["domains"] if m == "GET" && op.is_none() => {
+            let mut names: Vec<&str> = vec!["maas"];
+            for d in w.machines.iter().map(|m| m.domain.as_str()) {
+                if !names.contains(&d) {
+                    names.push(d);
+                }
+            }
+            json_body(
+                200,
+                serde_json::Value::Array(names.into_iter().map(domain_json).collect()).to_string(),
+            )
+        }
+        ["resourcepools"] if m == "GET" && op.is_none() => json_body(
+            200,
+            serde_json::Value::Array(w.pools.iter().map(|p| pool_json(p)).collect()).to_string(),
+        ),
+        ["resourcepool", id] if m == "GET" && op.is_none() => {
+            match w
+                .pools
+                .iter()
+                .find(|p| id.parse() == Ok(stable_id("pool", p)))
+            {
+                Some(p) => json_body(200, pool_json(p).to_string()),
+                None => text(404, "No ResourcePool matches the given query."),
+            }
+        }
         ["events"] if m == "GET" && op == Some("query") => events_query(call, &w),
         ["events"] => signature(m, op),
         _ => unknown_endpoint(&call.full_path),
     }
+}
+
+/// `POST machines/?op=release machines=A machines=B`: release several machines at once
+/// (canonical/maas `api/machines.py` `MachinesHandler.release`): 400 for unknown ids,
+/// 403 for machines the caller may not edit, 409 naming the ones in a state that cannot
+/// be released (none is released then), else the list of released system_ids (Ready
+/// ones are skipped).
+fn release_many(call: &Call, w: &mut World, user: &str) -> HttpResponse {
+    let mut ids: Vec<&str> = call
+        .form
+        .iter()
+        .filter(|(k, _)| k == "machines")
+        .map(|(_, v)| v.as_str())
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    let unknown: Vec<&str> = ids
+        .iter()
+        .copied()
+        .filter(|s| w.find(s).is_none())
+        .collect();
+    let resp = if !unknown.is_empty() {
+        text(400, format!("Unknown machine(s): {}.", unknown.join(", ")))
+    } else {
+        let idx: Vec<usize> = ids.iter().filter_map(|s| w.find(s)).collect();
+        let denied: Vec<&str> = idx
+            .iter()
+            .filter(|&&i| {
+                let m = &w.machines[i];
+                m.locked || m.owner.as_deref().is_some_and(|o| o != user)
+            })
+            .map(|&i| w.machines[i].system_id.as_str())
+            .collect();
+        use NodeStatus::*;
+        let releasable = |s: NodeStatus| {
+            matches!(
+                s,
+                Allocated
+                    | Reserved
+                    | Broken
+                    | Deploying
+                    | Deployed
+                    | FailedDeployment
+                    | FailedDiskErasing
+                    | FailedReleasing
+            )
+        };
+        let failed: Vec<String> = idx
+            .iter()
+            .map(|&i| &w.machines[i])
+            .filter(|m| m.status != Ready && !releasable(m.status))
+            .map(|m| format!("{} ('{}')", m.system_id, m.status.label()))
+            .collect();
+        if !denied.is_empty() {
+            text(
+                403,
+                format!(
+                    "You don't have the required permission to release the following machine(s): {}.",
+                    denied.join(", ")
+                ),
+            )
+        } else if !failed.is_empty() {
+            text(
+                409,
+                format!(
+                    "Machine(s) cannot be released in their current state: {}.",
+                    failed.join(", ")
+                ),
+            )
+        } else {
+            let mut released = Vec::new();
+            for i in idx {
+                if w.machines[i].status != Ready {
+                    let sid = w.machines[i].system_id.clone();
+                    if matches!(w.release(i, user), Reply::Machine(_)) {
+                        released.push(sid);
+                    }
+                }
+            }
+            json_body(200, serde_json::json!(released).to_string())
+        }
+    };
+    let sid = (ids.len() == 1).then(|| ids[0].to_string());
+    call.record(w, sid.as_deref(), &resp);
+    resp
 }
 
 /// Constraint names `GET machines/` accepts (each also as `not_<name>`).

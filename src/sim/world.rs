@@ -11,6 +11,8 @@ use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use serde::Serialize;
 
+use super::controllers::SimController;
+use super::images::BootImages;
 use crate::maas::{NodeStatus, PowerState};
 
 /// Timings and failure rates of the simulated region.
@@ -243,6 +245,10 @@ pub struct World {
     pub events: Vec<Event>,
     pub started: Instant,
     pub rng: SmallRng,
+    /// The synced boot images: what `deploy` accepts.
+    pub boot_images: BootImages,
+    /// Region and rack controllers: they log events but are not machines.
+    pub controllers: Vec<SimController>,
     heap: BinaryHeap<Reverse<(Instant, u64, usize)>>,
     seq: u64,
     next_event_id: i64,
@@ -260,6 +266,8 @@ impl World {
             events: Vec::new(),
             started: Instant::now(),
             rng: SmallRng::seed_from_u64(seed),
+            boot_images: BootImages::default(),
+            controllers: Vec::new(),
             heap: BinaryHeap::new(),
             seq: 0,
             next_event_id: 1,
@@ -285,6 +293,44 @@ impl World {
         self.index.get(system_id).copied()
     }
 
+    /// Add a region or rack controller. Its system_id must not be a machine's.
+    pub fn add_controller(&mut self, mut c: SimController) {
+        c.next_event = c.event_every.map(|d| Instant::now() + d);
+        self.controllers.push(c);
+    }
+
+    /// Log one event of controller `i` now, as a region does for image imports:
+    /// the feed then names a system_id that `machines/?id=` does not know.
+    pub fn controller_event(&mut self, i: usize, description: &str) {
+        let c = &self.controllers[i];
+        let (node, hostname, kind) = (c.system_id.clone(), c.hostname.clone(), c.kind);
+        self.push_event(
+            node,
+            hostname,
+            "default".into(),
+            "INFO",
+            kind.event_type(),
+            description.into(),
+            "unknown",
+        );
+    }
+
+    /// Log the controllers' periodic events due by `now` (at most one per controller per
+    /// call, so a long idle spell does not flood the log).
+    fn controller_events_due(&mut self, now: Instant) {
+        for i in 0..self.controllers.len() {
+            let c = &mut self.controllers[i];
+            let (Some(due), Some(every)) = (c.next_event, c.event_every) else {
+                continue;
+            };
+            if due > now {
+                continue;
+            }
+            c.next_event = Some(now + every);
+            self.controller_event(i, "Finished importing boot images.");
+        }
+    }
+
     /// Apply every transition due by `now`, in time order (events keep that order).
     pub fn advance(&mut self, now: Instant) {
         while let Some(Reverse((due, gen, i))) = self.heap.peek().copied() {
@@ -299,6 +345,9 @@ impl World {
             if let Some((_, to)) = m.pending {
                 self.finish_transition(i, to);
             }
+        }
+        if !self.controllers.is_empty() {
+            self.controller_events_due(now);
         }
     }
 
@@ -535,9 +584,7 @@ impl World {
             return err(403, "");
         }
         let status = self.machines[i].status;
-        if status == Ready {
-            self.do_allocate(i, user);
-        } else if status != Allocated {
+        if status != Ready && status != Allocated {
             return err(
                 409,
                 format!(
@@ -546,11 +593,29 @@ impl World {
                 ),
             );
         }
-        let series = params
+        // MAAS's machine form: a series or kernel without boot images is a 400 field
+        // error. Checked before a Ready machine is allocated, so a refusal changes nothing.
+        let param = |k: &str| params.iter().find(|(p, _)| p == k).map(|(_, v)| v.as_str());
+        let series = match self
+            .boot_images
+            .validate_deploy(param("distro_series"), param("hwe_kernel"))
+        {
+            Ok(s) => s,
+            Err(e) => return json_err(400, e.field, &e.message),
+        };
+        // Without an address-configuring link (auto, dhcp, static) a 3.4.10 region
+        // refuses the deploy as a field error (maas-api.md section 7).
+        let configured = self.machines[i]
+            .interfaces
             .iter()
-            .find(|(k, _)| k == "distro_series")
-            .map(|(_, v)| v.rsplit('/').next().unwrap_or(v).to_string())
-            .unwrap_or_else(|| "jammy".into());
+            .flat_map(|f| f.links.iter())
+            .any(|l| matches!(l.mode.as_str(), "auto" | "dhcp" | "static"));
+        if !configured {
+            return json_err(400, "network", "Node must be configured to use a network");
+        }
+        if status == Ready {
+            self.do_allocate(i, user);
+        }
         let fail = self.machines[i].fail_next_deploy
             || self.rng.gen_bool(self.timings.fail_deploy.clamp(0.0, 1.0));
         let m = &mut self.machines[i];
