@@ -429,7 +429,7 @@ struct Rest {
 /// leftovers do not colour the next.
 fn rest_all() {
     println!(
-        "{:<26} {:>9} {:>9} {:>11} {:>12} {:>12} {:>10} {:>11} {:>10} {:>9}",
+        "{:<26} {:>9} {:>9} {:>11} {:>12} {:>12} {:>8} {:>10} {:>10} {:>10} {:>6}",
         "at rest",
         "RSS",
         "peak RSS",
@@ -437,6 +437,7 @@ fn rest_all() {
         "live heap",
         "heap/mach",
         "list MB",
+        "round trip",
         "handling",
         "scan floor",
         "ratio"

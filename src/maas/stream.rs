@@ -106,7 +106,9 @@ impl Read for ChunkReader {
 /// inside a machine, more of the body is read and that machine is parsed again from its
 /// start. Only the array's own `[`, `,` and `]` between values are stepped over here.
 pub fn parse_list<R: Read>(reader: R, version: ApiVersion) -> Result<ParsedList, ListError> {
-    Window::new(reader).list(version).map_err(ListError::from)
+    Window::new(reader, REFILL)
+        .list(version)
+        .map_err(ListError::from)
 }
 
 /// Parse a machine list already in memory (tests, fixtures, benchmarks) with the same
@@ -127,6 +129,8 @@ struct Window<R> {
     pos: usize,
     /// The reader reported the end of the body.
     eof: bool,
+    /// Bytes read at least per refill ([`REFILL`]; tiny in tests, to cut every element).
+    refill: usize,
 }
 
 type JsonResult<T> = Result<T, serde_json::Error>;
@@ -139,12 +143,13 @@ enum Element {
 }
 
 impl<R: Read> Window<R> {
-    fn new(reader: R) -> Self {
+    fn new(reader: R, refill: usize) -> Self {
         Window {
             reader,
-            buf: Vec::with_capacity(2 * REFILL),
+            buf: Vec::with_capacity(2 * refill),
             pos: 0,
             eof: false,
+            refill,
         }
     }
 
@@ -152,10 +157,11 @@ impl<R: Read> Window<R> {
     fn refill(&mut self) -> JsonResult<()> {
         self.buf.drain(..self.pos);
         self.pos = 0;
-        let want = self.buf.len() + REFILL;
+        let want = self.buf.len() + self.refill;
         while self.buf.len() < want {
             let old = self.buf.len();
-            self.buf.resize(old.max(want).max(old + READ_BUFFER), 0);
+            self.buf
+                .resize(want.max(old + READ_BUFFER.min(self.refill)), 0);
             match self.reader.read(&mut self.buf[old..]) {
                 Ok(0) => {
                     self.buf.truncate(old);
@@ -257,7 +263,7 @@ impl<R: Read> Window<R> {
                 // Not a machine; whether it is still well-formed JSON decides between
                 // skipping it and failing the list (serde_json reports some data errors,
                 // such as a struct given as a too-long array, as syntax errors).
-                Some(Err(e)) => return self.skip(index, e),
+                Some(Err(_)) => return self.skip(index, version),
                 None if !self.eof => {}
                 None => {
                     return Err(<serde_json::Error as serde::de::Error>::custom(
@@ -269,9 +275,10 @@ impl<R: Read> Window<R> {
         }
     }
 
-    /// Step over an element that is well-formed JSON but not a machine (`why` says what
-    /// was wrong with it); an element that is not well-formed JSON fails the whole list.
-    fn skip(&mut self, index: usize, why: serde_json::Error) -> JsonResult<Element> {
+    /// Step over an element that could not be typed where it stood: well-formed JSON that
+    /// is not a machine is skipped (with why); one that is not well-formed JSON fails the
+    /// whole list.
+    fn skip(&mut self, index: usize, version: ApiVersion) -> JsonResult<Element> {
         loop {
             let mut it = serde_json::Deserializer::from_slice(&self.buf[self.pos..])
                 .into_iter::<&RawValue>();
@@ -280,13 +287,21 @@ impl<R: Read> Window<R> {
             match res {
                 Some(Ok(_)) if self.pos + used == self.buf.len() && !self.eof => {}
                 Some(Ok(raw)) => {
-                    let skipped = Skipped {
-                        index,
-                        system_id: system_id_of(raw.get()),
-                        error: why.to_string(),
+                    // Typed once more from the whole element: the first attempt may have
+                    // failed only because the window ended inside it.
+                    let element = match serde_json::from_str::<Machine>(raw.get()) {
+                        Ok(mut m) => {
+                            m.normalise(version);
+                            Element::Machine(Arc::new(m))
+                        }
+                        Err(e) => Element::Skipped(Skipped {
+                            index,
+                            system_id: system_id_of(raw.get()),
+                            error: e.to_string(),
+                        }),
                     };
                     self.pos += used;
-                    return Ok(Element::Skipped(skipped));
+                    return Ok(element);
                 }
                 Some(Err(e)) if e.is_eof() && !self.eof => {}
                 Some(Err(e)) => return Err(e),
@@ -356,6 +371,26 @@ mod tests {
             assert_eq!(p.skipped.len(), 1);
             assert_eq!(p.skipped[0].index, 1);
             assert_eq!(p.skipped[0].system_id.as_deref(), Some("b"));
+        }
+    }
+
+    #[test]
+    fn machines_cut_by_the_window_anywhere_are_parsed_again_whole() {
+        let body = br#"[{"system_id":"a","status":4,"zone":{"name":"z"},"n":12345,"tag_names":["t1","t2"]},
+            {"system_id":"b","status":"four"},{"system_id":"c","status":6,"owner":"me","x":null},
+            {"system_id":"d","boot_interface":[null,null],"status":4}, 7, {"system_id":"e","status":10}]"#;
+        for refill in 1..body.len() + 2 {
+            let p = Window::new(&body[..], refill).list(ApiVersion::V2).unwrap();
+            let ids: Vec<_> = p.machines.iter().map(|m| m.system_id.as_str()).collect();
+            assert_eq!(ids, ["a", "c", "e"], "window of {refill} bytes");
+            assert_eq!(p.machines[0].tag_names.len(), 2);
+            let skipped: Vec<_> = p.skipped.iter().map(|s| s.index).collect();
+            assert_eq!(skipped, [1, 3, 4], "window of {refill} bytes");
+            assert!(
+                p.skipped[0].error.contains("invalid type"),
+                "{}",
+                p.skipped[0].error
+            );
         }
     }
 
