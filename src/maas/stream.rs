@@ -121,6 +121,9 @@ pub fn parse_slice(body: &[u8], version: ApiVersion) -> Result<ParsedList, ListE
 /// re-parsing the one machine cut by the window's end costs little.
 const REFILL: usize = 256 * 1024;
 
+/// An error this close to the window's end may be the window's doing (a cut number).
+const NEAR_END: usize = 64;
+
 /// The part of the body not yet parsed.
 struct Window<R> {
     reader: R,
@@ -259,7 +262,7 @@ impl<R: Read> Window<R> {
                     m.normalise(version);
                     return Ok(Element::Machine(Arc::new(m)));
                 }
-                Some(Err(e)) if e.is_eof() && !self.eof => {}
+                Some(Err(e)) if self.cut_by_window(&e) => {}
                 // Not a machine; whether it is still well-formed JSON decides between
                 // skipping it and failing the list (serde_json reports some data errors,
                 // such as a struct given as a too-long array, as syntax errors).
@@ -273,6 +276,31 @@ impl<R: Read> Window<R> {
             }
             self.refill()?;
         }
+    }
+
+    /// Whether parsing failed only because the window ends inside the element: an
+    /// end-of-input error, or any error at the window's last bytes (serde_json reports a
+    /// number cut after `-`, `.` or `e` as an invalid number, not as the end of input).
+    fn cut_by_window(&self, e: &serde_json::Error) -> bool {
+        if self.eof {
+            return false;
+        }
+        if e.is_eof() {
+            return true;
+        }
+        let slice = &self.buf[self.pos..];
+        // serde_json counts lines and columns from 1; turn them into a byte offset.
+        let line_start = if e.line() > 1 {
+            slice
+                .iter()
+                .enumerate()
+                .filter(|(_, b)| **b == b'\n')
+                .nth(e.line() - 2)
+                .map_or(slice.len(), |(i, _)| i + 1)
+        } else {
+            0
+        };
+        line_start + e.column() + NEAR_END >= slice.len()
     }
 
     /// Step over an element that could not be typed where it stood: well-formed JSON that
@@ -303,7 +331,7 @@ impl<R: Read> Window<R> {
                     self.pos += used;
                     return Ok(element);
                 }
-                Some(Err(e)) if e.is_eof() && !self.eof => {}
+                Some(Err(e)) if self.cut_by_window(&e) => {}
                 Some(Err(e)) => return Err(e),
                 None if !self.eof => {}
                 None => {
@@ -376,7 +404,7 @@ mod tests {
 
     #[test]
     fn machines_cut_by_the_window_anywhere_are_parsed_again_whole() {
-        let body = br#"[{"system_id":"a","status":4,"zone":{"name":"z"},"n":12345,"tag_names":["t1","t2"]},
+        let body = br#"[{"system_id":"a","status":4,"zone":{"name":"z"},"n":-12.5e-3,"tag_names":["t1","t2"]},
             {"system_id":"b","status":"four"},{"system_id":"c","status":6,"owner":"me","x":null},
             {"system_id":"d","boot_interface":[null,null],"status":4}, 7, {"system_id":"e","status":10}]"#;
         for refill in 1..body.len() + 2 {
