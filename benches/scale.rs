@@ -251,9 +251,9 @@ async fn run(s: &Scenario) -> Row {
     let lists = metric(&m, "maas_flow_polls_total{kind=\"ok\"}")
         + metric(&m, "maas_flow_polls_total{kind=\"failed\"}");
     let bytes = (
-        metric(&m, "maas_flow_maas_bytes_fetched_total{kind=\"list\"}"),
-        metric(&m, "maas_flow_maas_bytes_fetched_total{kind=\"delta\"}"),
-        metric(&m, "maas_flow_maas_bytes_fetched_total{kind=\"events\"}"),
+        metric(&m, "maas_flow_maas_response_bytes_total{kind=\"list\"}"),
+        metric(&m, "maas_flow_maas_response_bytes_total{kind=\"delta\"}"),
+        metric(&m, "maas_flow_maas_response_bytes_total{kind=\"events\"}"),
     );
     let rss_after = status_kb("VmRSS:");
     let ops = fetch_json(&format!("http://{}/_sim/ops", sim.addr)).await;
@@ -551,7 +551,7 @@ async fn rest_one(r: Rest) {
     let m = ctrl.metrics.render("");
     let poll_sum = metric(&m, "maas_flow_poll_seconds_sum");
     let poll_n = metric(&m, "maas_flow_poll_seconds_count").max(1.0);
-    let list_bytes = metric(&m, "maas_flow_maas_bytes_fetched_total{kind=\"list\"}")
+    let list_bytes = metric(&m, "maas_flow_maas_response_bytes_total{kind=\"list\"}")
         / metric(&m, "maas_flow_polls_total{kind=\"ok\"}").max(1.0);
     let rows = ctrl.board.len();
     maas_flow::shutdown::drain(&ctrl, Duration::from_secs(2)).await;

@@ -3,7 +3,7 @@
 //! One small type so that every retry in the controller (MAAS operations, polls,
 //! provisioning attempts) grows and resets the same way.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rand::Rng;
 
@@ -52,6 +52,15 @@ impl Backoff {
     }
 }
 
+/// `now + d` that cannot panic: a delay that overflows the clock (a `Retry-After` of
+/// 2^64 seconds) becomes one day, still bounded and still later than now.
+pub fn instant_after(d: Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(d)
+        .or_else(|| now.checked_add(Duration::from_secs(86_400)))
+        .unwrap_or(now)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -70,5 +79,12 @@ mod tests {
         assert_eq!(b.attempts(), 8);
         b.reset();
         assert!(b.next_delay() <= Duration::from_secs(1));
+    }
+
+    #[test]
+    fn instant_after_never_panics() {
+        let t = instant_after(Duration::from_secs(u64::MAX));
+        assert!(t > Instant::now());
+        assert!(instant_after(Duration::from_secs(1)) <= Instant::now() + Duration::from_secs(1));
     }
 }

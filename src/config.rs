@@ -266,6 +266,10 @@ impl Default for LogSettings {
     }
 }
 
+/// The shortest `maas.period` accepted. Shorter is a typo (`1ms` for `1m`): every
+/// period costs the region a full list. The simulator tests run at 100 ms+.
+pub const MIN_PERIOD: Duration = Duration::from_millis(100);
+
 /// A configuration problem, naming the key.
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 #[error("configuration error: `{key}`: {problem}")]
@@ -289,6 +293,31 @@ pub enum ProvisionerKind {
     None,
     Script(PathBuf),
     Http(String),
+}
+
+impl std::fmt::Display for ProvisionerKind {
+    /// For the start-up line: a URL's user name and password are masked.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ProvisionerKind::None => f.write_str("none"),
+            ProvisionerKind::Script(p) => write!(f, "script {}", p.display()),
+            ProvisionerKind::Http(u) => write!(f, "http {}", mask_userinfo(u)),
+        }
+    }
+}
+
+/// `scheme://user:password@host/...` shown as `scheme://***@host/...`. Works on text
+/// that is not a valid URL too, since it also masks what error messages quote.
+pub fn mask_userinfo(u: &str) -> String {
+    let Some(scheme_end) = u.find("://").map(|i| i + 3) else {
+        return u.to_string();
+    };
+    let rest = &u[scheme_end..];
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => format!("{}***@{}", &u[..scheme_end], &rest[at + 1..]),
+        None => u.to_string(),
+    }
 }
 
 /// The validated configuration the controller runs with.
@@ -326,9 +355,27 @@ impl Config {
         }
     }
 
-    /// The effective configuration as TOML, with the API key masked.
+    /// The effective configuration as TOML, with the API key and any URL password masked.
+    ///
+    /// When `filter.json` is set it replaces `[filter.hosts]`/`[filter.zones]`; those
+    /// tables are printed with the filter actually in force, so an empty include list
+    /// never reads as "everything" while the JSON says otherwise.
     pub fn render(&self) -> String {
-        toml::to_string_pretty(&self.settings).unwrap_or_else(|e| format!("# cannot render: {e}\n"))
+        let mut shown = self.settings.clone();
+        shown.maas.url = mask_userinfo(&shown.maas.url);
+        shown.provision.url = shown.provision.url.as_deref().map(mask_userinfo);
+        let mut head = String::new();
+        if non_empty(&shown.filter.json).is_some() {
+            shown.filter.hosts = self.filter.spec().hosts.clone();
+            shown.filter.zones = self.filter.spec().zones.clone();
+            head.push_str(
+                "# filter.json is set: [filter.hosts] and [filter.zones] below show the filter it defines.\n",
+            );
+        }
+        match toml::to_string_pretty(&shown) {
+            Ok(t) => head + &t,
+            Err(e) => format!("# cannot render: {e}\n"),
+        }
     }
 }
 
@@ -353,9 +400,113 @@ impl Sources {
 }
 
 /// Load and validate. Reads the key file and filter/mapping files; makes no request.
+///
+/// An error about a key that a flag or an environment variable set names that flag or
+/// variable too: the operator looking at the file would otherwise not find the value.
 pub fn load(src: &Sources) -> Result<Config, ConfigError> {
-    let settings = load_settings(src)?;
-    validate(settings)
+    load_settings(src)
+        .and_then(validate)
+        .map_err(|e| name_the_source(e, src))
+}
+
+/// The environment variable that sets `key` (`maas.period` → `MAAS_FLOW_MAAS__PERIOD`).
+pub fn env_name(key: &str) -> String {
+    format!("MAAS_FLOW_{}", key.replace('.', "__").to_ascii_uppercase())
+}
+
+/// Append where a bad value came from when it was not the file: a flag wins over the
+/// environment, which wins over the file.
+fn name_the_source(mut e: ConfigError, src: &Sources) -> ConfigError {
+    let under = |k: &str| k == e.key || k.starts_with(&format!("{}.", e.key));
+    if let Some((k, _)) = src.overrides.iter().rev().find(|(k, _)| under(k)) {
+        let flag = if k == &e.key {
+            String::new()
+        } else {
+            format!(" ({k})")
+        };
+        e.problem
+            .push_str(&format!(" (set by a command-line flag{flag})"));
+        return e;
+    }
+    let mut vars: Vec<&str> = src
+        .env
+        .iter()
+        .filter(|(k, _)| k.starts_with("MAAS_FLOW_") && k.as_str() != "MAAS_FLOW_CONFIG")
+        .filter(|(k, _)| {
+            let key = k["MAAS_FLOW_".len()..]
+                .to_ascii_lowercase()
+                .replace("__", ".");
+            under(&key)
+        })
+        .map(|(k, _)| k.as_str())
+        .collect();
+    let legacy = match e.key.as_str() {
+        "provision.url" | "provision.script" => Some("PROVISION_URL"),
+        "provision.ttl" => Some("PROVISION_TTL"),
+        _ => None,
+    };
+    if let Some(name) = legacy {
+        if src
+            .env
+            .iter()
+            .any(|(k, v)| k == name && !v.trim().is_empty())
+        {
+            vars.push(name);
+        }
+    }
+    if !vars.is_empty() {
+        e.problem.push_str(&format!(
+            " (set by environment variable {})",
+            vars.join(", ")
+        ));
+    }
+    e
+}
+
+/// Keys whose value is a list (`filter.hosts.include`, ...), found from the defaults so
+/// a list key added to [`Settings`] is covered without being named here. From the
+/// environment they take a JSON array (`["rack1-.*","spare"]`) or comma-separated values
+/// (`rack1-.*,spare`); use the JSON form for a pattern that itself holds a comma.
+pub fn list_keys() -> Vec<String> {
+    fn walk(prefix: &str, v: &toml::Value, out: &mut Vec<String>) {
+        match v {
+            toml::Value::Array(_) => out.push(prefix.to_string()),
+            toml::Value::Table(t) => {
+                for (k, v) in t {
+                    let key = if prefix.is_empty() {
+                        k.clone()
+                    } else {
+                        format!("{prefix}.{k}")
+                    };
+                    walk(&key, v, out);
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    if let Ok(v) = toml::Value::try_from(Settings::default()) {
+        walk("", &v, &mut out);
+    }
+    out
+}
+
+/// A list-valued key's value from the environment.
+fn env_list(var: &str, key: &str, v: &str) -> Result<Vec<String>, ConfigError> {
+    let t = v.trim();
+    if t.starts_with('[') {
+        return serde_json::from_str::<Vec<String>>(t).map_err(|e| {
+            bad(
+                key,
+                format!("{var}: not a JSON array of strings ({e}); or give comma-separated values"),
+            )
+        });
+    }
+    Ok(t.split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .map(str::to_string)
+        .collect())
 }
 
 pub fn load_settings(src: &Sources) -> Result<Settings, ConfigError> {
@@ -382,10 +533,19 @@ pub fn load_settings(src: &Sources) -> Result<Settings, ConfigError> {
         b = b.add_source(File::from_str(&text, FileFormat::Toml));
     }
     let mut env: HashMap<String, String> = HashMap::new();
+    let list_keys = list_keys();
+    let mut lists: Vec<(&str, Vec<String>)> = Vec::new();
     for (k, v) in &src.env {
         // MAAS_FLOW_CONFIG names the file itself; it is not a setting.
         if k.starts_with("MAAS_FLOW_") && k != "MAAS_FLOW_CONFIG" {
-            env.insert(k.clone(), v.clone());
+            let key = k["MAAS_FLOW_".len()..]
+                .to_ascii_lowercase()
+                .replace("__", ".");
+            if let Some(list_key) = list_keys.iter().find(|l| **l == key) {
+                lists.push((list_key, env_list(k, list_key, v)?));
+            } else {
+                env.insert(k.clone(), v.clone());
+            }
         }
     }
     b = b.add_source(
@@ -415,6 +575,9 @@ pub fn load_settings(src: &Sources) -> Result<Settings, ConfigError> {
             }
             _ => {}
         }
+    }
+    for (k, v) in lists {
+        b = b.set_override(k, v).map_err(|e| bad(k, e.to_string()))?;
     }
     for (k, v) in &src.overrides {
         b = b
@@ -471,16 +634,24 @@ fn validate(mut s: Settings) -> Result<Config, ConfigError> {
     let mut warnings = Vec::new();
 
     // maas.url
-    let url = url::Url::parse(s.maas.url.trim())
-        .map_err(|e| bad("maas.url", format!("`{}` is not a URL: {e}", s.maas.url)))?;
+    let shown = mask_userinfo(&s.maas.url);
+    let mut url = url::Url::parse(s.maas.url.trim())
+        .map_err(|e| bad("maas.url", format!("`{shown}` is not a URL: {e}")))?;
     if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
         return Err(bad(
             "maas.url",
-            format!(
-                "`{}` must be an http:// or https:// URL with a host",
-                s.maas.url
-            ),
+            format!("`{shown}` must be an http:// or https:// URL with a host"),
         ));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        // MAAS authenticates the OAuth signature only; a password here is never sent,
+        // and never printed either.
+        warnings.push(
+            "maas.url carries a user name or password: they are ignored (maas-flow signs with the API key) and masked everywhere".into(),
+        );
+        let _ = url.set_username("");
+        let _ = url.set_password(None);
+        s.maas.url = shown.trim().to_string();
     }
     let mut base = url.as_str().trim_end_matches('/').to_string();
     if base.ends_with("/api/2.0") || base.ends_with("/api/1.0") {
@@ -507,7 +678,16 @@ fn validate(mut s: Settings) -> Result<Config, ConfigError> {
         s.maas.api_key = Some("***:***:***".into());
     }
 
-    positive(&s.maas.period, "maas.period")?;
+    if s.maas.period < MIN_PERIOD {
+        return Err(bad(
+            "maas.period",
+            format!(
+                "{} is too short: a full list every period must be possible; use at least {} (15s is usual)",
+                humantime::format_duration(s.maas.period),
+                humantime::format_duration(MIN_PERIOD)
+            ),
+        ));
+    }
     positive(&s.maas.request_timeout, "maas.request_timeout")?;
     positive(&s.maas.list_timeout, "maas.list_timeout")?;
     if s.maas.max_body_mib == 0 {
@@ -580,12 +760,13 @@ fn validate(mut s: Settings) -> Result<Config, ConfigError> {
             ProvisionerKind::Script(path)
         }
         (None, Some(u)) => {
+            let shown = mask_userinfo(u);
             let parsed = url::Url::parse(u)
-                .map_err(|e| bad("provision.url", format!("`{u}` is not a URL: {e}")))?;
+                .map_err(|e| bad("provision.url", format!("`{shown}` is not a URL: {e}")))?;
             if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none() {
                 return Err(bad(
                     "provision.url",
-                    format!("`{u}` must be an http:// or https:// URL with a host"),
+                    format!("`{shown}` must be an http:// or https:// URL with a host"),
                 ));
             }
             ProvisionerKind::Http(u.trim_end_matches('/').to_string())
@@ -635,15 +816,7 @@ fn validate(mut s: Settings) -> Result<Config, ConfigError> {
             ),
         ));
     }
-    if tracing_subscriber::EnvFilter::try_new(&s.log.level).is_err() {
-        return Err(bad(
-            "log.level",
-            format!(
-                "`{}` is not a level or filter (try info, debug)",
-                s.log.level
-            ),
-        ));
-    }
+    s.log.level = log_filter(&s.log.level)?;
     positive(&s.shutdown_grace, "shutdown_grace")?;
     if let Some(ca) = non_empty(&s.tls.ca_file) {
         crate::tls::read_pem(ca).map_err(|e| bad("tls.ca_file", e.to_string()))?;
@@ -671,6 +844,49 @@ fn validate(mut s: Settings) -> Result<Config, ConfigError> {
         provisioner,
         warnings,
     })
+}
+
+/// The level names `log.level` accepts on their own, and what each means to tracing.
+const LEVELS: &[(&str, &str)] = &[
+    ("off", "off"),
+    ("error", "error"),
+    ("warn", "warn"),
+    ("warning", "warn"),
+    ("info", "info"),
+    ("debug", "debug"),
+    ("trace", "trace"),
+];
+
+/// Validate `log.level` and return the filter to install.
+///
+/// tracing reads a bare word as a *target* name (`inf0` = "everything from the module
+/// inf0"), which silences the service without a word. So each comma-separated part must
+/// be a level name (`warning` is read as `warn`) or a directive with `=`
+/// (`maas_flow=debug`), and the whole must parse as a tracing filter.
+pub fn log_filter(level: &str) -> Result<String, ConfigError> {
+    let reject = |why: String| {
+        bad(
+            "log.level",
+            format!("`{level}` {why}; use one of off, error, warn, info, debug, trace, or a filter like maas_flow=debug,info"),
+        )
+    };
+    let mut parts = Vec::new();
+    for part in level.split(',').map(str::trim) {
+        if part.is_empty() {
+            return Err(reject("has an empty part".into()));
+        }
+        if part.contains('=') {
+            parts.push(part.to_string());
+        } else if let Some((_, l)) = LEVELS.iter().find(|(n, _)| n.eq_ignore_ascii_case(part)) {
+            parts.push(l.to_string());
+        } else {
+            return Err(reject(format!("is not a level (`{part}`)")));
+        }
+    }
+    let filter = parts.join(",");
+    tracing_subscriber::EnvFilter::try_new(&filter)
+        .map_err(|e| reject(format!("is not a tracing filter ({e})")))?;
+    Ok(filter)
 }
 
 fn non_empty(v: &Option<String>) -> Option<&str> {
@@ -835,6 +1051,48 @@ mod tests {
             legacy_provision_url("http://h/p"),
             ("provision.url", "http://h/p".into())
         );
+    }
+
+    #[test]
+    fn userinfo_in_urls_is_masked() {
+        assert_eq!(
+            mask_userinfo("http://admin:secret@host:5240/MAAS"),
+            "http://***@host:5240/MAAS"
+        );
+        assert_eq!(mask_userinfo("http://host/MAAS"), "http://host/MAAS");
+        assert_eq!(mask_userinfo("http://host/a@b"), "http://host/a@b");
+        assert_eq!(mask_userinfo("http://u:p@x@host"), "http://***@host");
+        assert_eq!(mask_userinfo("not a url"), "not a url");
+        let (_d, s) = src(
+            "[maas]\napi_key = \"a:b:c\"\nurl = \"http://admin:hunter22@maas.example/MAAS\"\n",
+            &[],
+            &[],
+        );
+        let c = load(&s).unwrap();
+        assert!(!c.render().contains("hunter22"));
+        assert!(!c.maas_base.contains("hunter22"), "{}", c.maas_base);
+        assert!(!format!("{c:?}").contains("hunter22"));
+        assert!(c.warnings.iter().any(|w| w.contains("maas.url")));
+        let (_d, s) = src(
+            "[maas]\napi_key = \"a:b:c\"\nurl = \"ftp://admin:hunter22@maas.example/MAAS\"\n",
+            &[],
+            &[],
+        );
+        assert!(!load(&s).unwrap_err().to_string().contains("hunter22"));
+    }
+
+    #[test]
+    fn list_keys_come_from_the_defaults() {
+        let keys = list_keys();
+        for k in [
+            "filter.hosts.include",
+            "filter.hosts.exclude",
+            "filter.zones.include",
+            "filter.zones.exclude",
+        ] {
+            assert!(keys.iter().any(|x| x == k), "{k} in {keys:?}");
+        }
+        assert!(!keys.iter().any(|x| x == "maas.url"));
     }
 
     #[test]

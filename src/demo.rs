@@ -4,7 +4,7 @@
 //! runs the real controller against it with fast timings, shows progress, and exits 0
 //! with a summary once every selected machine is at its target or held for a person.
 
-use std::io::{IsTerminal, Write};
+use std::io::IsTerminal;
 use std::time::{Duration, Instant};
 
 use crate::config::{self, Sources};
@@ -76,10 +76,21 @@ pub async fn run(opts: DemoOptions) -> i32 {
         sim.base_url,
         sim.machines().len()
     );
-    let ctrl = match crate::run::start(&cfg).await {
-        Ok(c) => c,
-        Err(e) => {
+    let started = Instant::now();
+    // The timeout bounds the whole run, start-up included.
+    let ctrl = match actix_rt::time::timeout(opts.timeout, crate::run::start(&cfg)).await {
+        Ok(Ok(c)) => c,
+        Ok(Err(e)) => {
             eprintln!("maas-flow demo: {e}");
+            sim.stop().await;
+            return 1;
+        }
+        Err(_) => {
+            eprintln!(
+                "maas-flow demo: the controller did not start within {:?}",
+                opts.timeout
+            );
+            sim.stop().await;
             return 1;
         }
     };
@@ -87,17 +98,31 @@ pub async fn run(opts: DemoOptions) -> i32 {
         println!("dashboard: http://{a}/   metrics: http://{a}/metrics");
     }
     let live = std::io::stdout().is_terminal();
-    let started = Instant::now();
+    // On a terminal one live line (indicatif: redrawn in place, cut to the terminal's
+    // width); otherwise a plain line whenever the counts change.
+    let bar = if live {
+        let bar =
+            indicatif::ProgressBar::with_draw_target(None, indicatif::ProgressDrawTarget::stdout());
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("{spinner} [{elapsed:>4}] {wide_msg}")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+        );
+        Some(bar)
+    } else {
+        None
+    };
     let mut last_line = String::new();
     let done = loop {
         actix_rt::time::sleep(Duration::from_millis(if live { 250 } else { 1000 })).await;
         let line = ctrl.board.progress_line();
         let elapsed = started.elapsed().as_secs_f64();
-        if live {
-            print!("\r\x1b[2K[{elapsed:6.1}s] {line}");
-            let _ = std::io::stdout().flush();
-        } else if line != last_line {
-            println!("[{elapsed:6.1}s] {line}");
+        match &bar {
+            Some(b) => {
+                b.set_message(line.clone());
+                b.tick();
+            }
+            None if line != last_line => println!("[{elapsed:6.1}s] {line}"),
+            None => {}
         }
         last_line = line;
         if ctrl.board.all_settled() && !ctrl.board.is_empty() {
@@ -107,35 +132,32 @@ pub async fn run(opts: DemoOptions) -> i32 {
             break false;
         }
     };
-    if live {
-        println!();
+    if let Some(b) = bar {
+        b.finish_with_message(last_line.clone());
     }
     let _ = crate::shutdown::drain(&ctrl, Duration::from_secs(5)).await;
-    println!(
-        "\n{:<20} {:<8} {:<22} {:<13} next",
-        "hostname", "zone", "MAAS status", "provisioning"
-    );
     let mut ms = ctrl.board.all();
     ms.sort_by(|a, b| a.hostname.cmp(&b.hostname));
-    for m in &ms {
-        println!(
-            "{:<20} {:<8} {:<22} {:<13} {}",
-            m.hostname, m.zone, m.status, m.provisioning, m.step
-        );
-    }
+    println!("\n{}", machine_table(&ms));
+    let summary = ctrl.board.summary();
     let ops = sim.ops();
     let mutating = ops
         .iter()
         .filter(|o| o.method != "GET" && (200..300).contains(&o.http_status))
         .count();
     let dups = sim.duplicate_ops();
-    let at_target = ms.iter().filter(|m| m.step == "done").count();
+    let at_target = summary.at_target;
     println!(
-        "\n{} managed machines ({} not selected by the filter); {} at target, {} held for an operator; {} MAAS operations, {} duplicates; {:.1}s",
+        "\n{} managed machines ({} not selected by the filter); {} at target, {} held for an operator; provisioning: {} running, {} queued, {} provisioned, {} failed; {} MAAS operations, {} duplicates; {:.1}s",
         ms.len(),
         sim.machines().len() - ms.len(),
         at_target,
         ms.len() - at_target,
+        summary.provisioning.get("running").copied().unwrap_or(0),
+        summary.queued,
+        summary.provisioning.get("provisioned").copied().unwrap_or(0),
+        summary.provisioning.get("failed").copied().unwrap_or(0)
+            + summary.provisioning.get("gave_up").copied().unwrap_or(0),
         mutating,
         dups.len(),
         started.elapsed().as_secs_f64()
@@ -153,4 +175,22 @@ pub async fn run(opts: DemoOptions) -> i32 {
         }
         1
     }
+}
+
+/// The final table: one row per managed machine (comfy-table: column widths from the
+/// content, no hand-counted padding).
+pub fn machine_table(ms: &[crate::status::MachineView]) -> comfy_table::Table {
+    let mut t = comfy_table::Table::new();
+    t.load_preset(comfy_table::presets::UTF8_HORIZONTAL_ONLY)
+        .set_header(["hostname", "zone", "MAAS status", "provisioning", "next"]);
+    for m in ms {
+        t.add_row([
+            m.hostname.as_str(),
+            m.zone.as_str(),
+            m.status.as_str(),
+            m.provisioning.as_str(),
+            m.step.as_str(),
+        ]);
+    }
+    t
 }

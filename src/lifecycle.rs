@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crate::maas::model::LinkMode;
-use crate::maas::{Machine, NodeStatus, PowerState};
+use crate::maas::{Escaped, Machine, NodeStatus, PowerState};
 
 /// The state the operator wants selected machines in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -166,6 +166,19 @@ pub struct Memo {
     pub recommissions: u32,
     /// Recovery releases sent since the machine was last Deployed.
     pub redeploys: u32,
+    /// MAAS's validation refused this operation (a field error, not a state change):
+    /// it is not sent again before `until`, across status changes, unless the operator
+    /// sets the retry tag or restarts with another configuration.
+    pub refused: Option<Refusal>,
+}
+
+/// An operation MAAS refused for a reason no re-read can fix.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    pub action: ActionKind,
+    /// MAAS's message (escaped, key removed), shown to the operator.
+    pub reason: String,
+    pub until: Instant,
 }
 
 impl Memo {
@@ -216,6 +229,15 @@ pub enum Hold {
     /// New, with no power type and no power helper: MAAS cannot commission it.
     NoPowerType,
     ProvisionGaveUp,
+    /// MAAS's validation refused the next operation (`distro_series`, `hwe_kernel`...):
+    /// held with MAAS's message until the refusal expires or an operator acts.
+    Refused {
+        action: ActionKind,
+        reason: String,
+    },
+    /// MAAS sent data that fails validation (a system_id outside MAAS's alphabet, an
+    /// address that is not an IP): never acted on.
+    InvalidData(String),
 }
 
 /// The one next step for a machine.
@@ -242,11 +264,15 @@ impl Step {
             Step::Hold(Hold::Status(s)) => format!("left alone ({s})"),
             Step::Hold(Hold::Quarantined(s)) => format!("quarantined ({s})"),
             Step::Hold(Hold::UnknownStatus(n)) => format!("left alone (unknown status {n})"),
-            Step::Hold(Hold::OwnedBy(o)) => format!("owned by {o}"),
+            Step::Hold(Hold::OwnedBy(o)) => format!("owned by {}", Escaped(o)),
             Step::Hold(Hold::Locked) => "locked".into(),
             Step::Hold(Hold::SkipTag) => "skip tag".into(),
             Step::Hold(Hold::NoPowerType) => "no power type".into(),
             Step::Hold(Hold::ProvisionGaveUp) => "provisioning gave up".into(),
+            Step::Hold(Hold::Refused { action, reason }) => {
+                format!("refused by MAAS ({}): {reason}", action.as_str())
+            }
+            Step::Hold(Hold::InvalidData(why)) => format!("invalid data from MAAS: {why}"),
             Step::Done => "done".into(),
         }
     }
@@ -265,6 +291,9 @@ pub fn decide(
     memo: &Memo,
     now: Instant,
 ) -> Step {
+    if let Some(why) = &m.invalid {
+        return Step::Hold(Hold::InvalidData(why.clone()));
+    }
     if let Some(tag) = &policy.skip_tag {
         if m.has_tag(tag) {
             return Step::Hold(Hold::SkipTag);
@@ -275,6 +304,15 @@ pub fn decide(
         Step::Act(a) => {
             if m.locked == Some(true) {
                 Step::Hold(Hold::Locked)
+            } else if let Some(r) = memo
+                .refused
+                .as_ref()
+                .filter(|r| r.action == a.kind() && r.until > now)
+            {
+                Step::Hold(Hold::Refused {
+                    action: r.action,
+                    reason: r.reason.clone(),
+                })
             } else if memo.sent(a.kind()) {
                 Step::Wait(Wait::Sent(a.kind()))
             } else if let Some(t) = memo.not_before.filter(|t| *t > now) {
@@ -595,6 +633,63 @@ mod tests {
                 "{s}"
             );
         }
+    }
+
+    #[test]
+    fn a_refused_operation_is_held_until_the_refusal_expires_and_invalid_data_always() {
+        let now = Instant::now();
+        let later = now + std::time::Duration::from_secs(300);
+        let m = machine(Allocated, Some("maas-flow"), PowerState::Off);
+        let memo = Memo {
+            refused: Some(Refusal {
+                action: ActionKind::Deploy,
+                reason: "'noble' is not a valid distro_series.".into(),
+                until: later,
+            }),
+            ..Memo::default()
+        };
+        let held = decide(&m, Provision::Pending, &policy(), &memo, now);
+        assert_eq!(
+            held,
+            Step::Hold(Hold::Refused {
+                action: ActionKind::Deploy,
+                reason: "'noble' is not a valid distro_series.".into()
+            })
+        );
+        assert!(held.settled());
+        assert_eq!(
+            held.label(),
+            "refused by MAAS (deploy): 'noble' is not a valid distro_series."
+        );
+        assert_eq!(
+            decide(&m, Provision::Pending, &policy(), &memo, later),
+            Step::Act(Action::Deploy)
+        );
+        // A refusal of another operation does not hold this one.
+        let ready = machine(Ready, None, PowerState::Off);
+        assert_eq!(
+            decide(&ready, Provision::Pending, &policy(), &memo, now),
+            Step::Act(Action::Allocate)
+        );
+        let mut bad = machine(New, None, PowerState::Off);
+        bad.invalid = Some("empty system_id".into());
+        assert_eq!(
+            decide(&bad, Provision::Pending, &policy(), &Memo::default(), now),
+            Step::Hold(Hold::InvalidData("empty system_id".into()))
+        );
+    }
+
+    #[test]
+    fn owner_names_cannot_break_a_log_line() {
+        let m = machine(Deployed, Some("eve\nforged"), PowerState::On);
+        let step = decide(
+            &m,
+            Provision::Pending,
+            &policy(),
+            &Memo::default(),
+            Instant::now(),
+        );
+        assert_eq!(step.label(), "owned by eve\\nforged");
     }
 
     #[test]

@@ -36,6 +36,27 @@ enum Command {
     },
     /// Validate the configuration, print it (API key masked), and exit.
     CheckConfig,
+    /// Ask a running maas-flow: the summary, or one machine's history, next step and
+    /// last error.
+    Status {
+        /// A machine's hostname or system_id; omit for the summary.
+        machine: Option<String>,
+        /// The status listener's URL (default: from --listen, MAAS_FLOW_HTTP__LISTEN,
+        /// the configuration file, or 127.0.0.1:9090).
+        #[arg(long)]
+        url: Option<String>,
+        /// Only check that the process answers /healthz (exit 0) - the container
+        /// health check.
+        #[arg(long)]
+        health: bool,
+    },
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff), e.g. `maas-flow man > maas-flow.1`.
+    Man,
 }
 
 /// Flags override the file and the environment. The original tool's single-dash
@@ -159,24 +180,122 @@ fn legacy_args(args: impl Iterator<Item = String>) -> Vec<String> {
 }
 
 fn init_logging(level: &str, format: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_new(level)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let b = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    if format == "json" {
-        b.json().flatten_event(true).with_current_span(true).init();
+    let format = if format == "json" {
+        maas_flow::logging::Format::Json
     } else {
-        b.init();
+        maas_flow::logging::Format::Text
+    };
+    maas_flow::logging::init(level, format);
+}
+
+/// Flags that only the controller honours. `demo` runs against its own simulator with
+/// its own timings, so it refuses these rather than silently applying them (`--maas`
+/// would send it away from its simulator) or silently ignoring them.
+const CONTROLLER_ONLY: &[&str] = &[
+    "config",
+    "maas",
+    "api_key",
+    "api_key_file",
+    "api_version",
+    "period",
+    "filter",
+    "mappings",
+    "always_rename",
+    "preview",
+    "provision_script",
+    "provision_url",
+];
+
+/// The first controller-only flag given on the command line, as the user would type it.
+fn controller_flag_given(m: &clap::ArgMatches) -> Option<String> {
+    use clap::parser::ValueSource;
+    let sub = m.subcommand().map(|(_, s)| s);
+    CONTROLLER_ONLY.iter().find_map(|id| {
+        let given = [Some(m), sub].into_iter().flatten().any(|mm| {
+            mm.try_get_raw(id).ok().flatten().is_some()
+                && mm.value_source(id) == Some(ValueSource::CommandLine)
+        });
+        given.then(|| format!("--{}", id.replace('_', "-")))
+    })
+}
+
+/// The listener address `status` asks: `--listen`, else the environment and file as the
+/// controller would read them (without needing the API key), else the default.
+fn status_listen(flags: &Flags, overrides: Vec<(String, String)>) -> String {
+    if let Some(l) = &flags.listen {
+        return l.clone();
     }
+    config::load_settings(&Sources::from_process(flags.config.clone(), overrides))
+        .map(|s| s.http.listen)
+        .ok()
+        .filter(|l| !l.is_empty())
+        .unwrap_or_else(|| "127.0.0.1:9090".into())
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse_from(legacy_args(std::env::args()));
+    use clap::{CommandFactory, FromArgMatches};
+    let matches = Cli::command().get_matches_from(legacy_args(std::env::args()));
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(c) => c,
+        Err(e) => e.exit(),
+    };
     let overrides = cli.flags.overrides();
     match cli.command.unwrap_or(Command::Run) {
+        Command::Completions { shell } => {
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "maas-flow",
+                &mut std::io::stdout(),
+            );
+            ExitCode::SUCCESS
+        }
+        Command::Man => {
+            match clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout()) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("maas-flow: cannot write the manual page: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Status {
+            machine,
+            url,
+            health,
+        } => {
+            let listen = status_listen(&cli.flags, overrides);
+            let req = maas_flow::status_cli::StatusRequest {
+                base: maas_flow::status_cli::base_url(url.as_deref(), &listen),
+                machine,
+                health,
+            };
+            match actix_rt::System::new().block_on(maas_flow::status_cli::run(&req)) {
+                Ok(text) => {
+                    if !health {
+                        print!("{text}");
+                    }
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("maas-flow status: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Demo { machines, timeout } => {
+            if let Some(flag) = controller_flag_given(&matches) {
+                eprintln!("maas-flow demo: {flag} is a controller flag; the demo runs against its own simulator and does not honour it (drop it, or use `maas-flow run`)");
+                return ExitCode::from(2);
+            }
             let level = cli.flags.log_level.clone().unwrap_or_else(|| "warn".into());
+            let level = match config::log_filter(&level) {
+                Ok(l) => l,
+                Err(e) => {
+                    eprintln!("maas-flow: {e}");
+                    return ExitCode::from(2);
+                }
+            };
             init_logging(&level, cli.flags.log_format.as_deref().unwrap_or("text"));
             let code = actix_rt::System::new().block_on(maas_flow::demo::run(
                 maas_flow::demo::DemoOptions {
@@ -220,9 +339,9 @@ async fn serve(cfg: config::Config) -> ExitCode {
     let s = &cfg.settings;
     tracing::info!(
         maas = %cfg.maas_base, api_version = %cfg.api_version, api_key = %cfg.api_key,
-        period = ?s.maas.period, target = ?cfg.target, preview = s.preview,
+        period = ?s.maas.period, lifecycle_target = ?cfg.target, preview = s.preview,
         filter = %serde_json::to_string(cfg.filter.spec()).unwrap_or_default(),
-        provisioner = ?cfg.provisioner, max_ops_in_flight = s.limits.max_ops_in_flight,
+        provisioner = %cfg.provisioner, max_ops_in_flight = s.limits.max_ops_in_flight,
         "maas-flow starting"
     );
     let grace = s.shutdown_grace;

@@ -85,7 +85,9 @@ pub fn client_for(cfg: &Config, metrics: Arc<Metrics>) -> MaasClient {
             list_timeout: s.list_timeout,
             max_body: (s.max_body_mib as usize).saturating_mul(1024 * 1024),
             hinted_retries: 3,
-            max_retry_after: Duration::from_secs(60),
+            // MAAS itself asks for 5 or 10 s; anything beyond a minute is not a hint
+            // worth stalling a list or an operation for.
+            max_retry_after: cfg.settings.limits.retry_cap.min(Duration::from_secs(60)),
             tls: tls_for(cfg),
         },
         metrics,
@@ -136,6 +138,13 @@ pub async fn start(cfg: &Config) -> Result<Controller, StartError> {
     let s = &cfg.settings;
     let metrics = Arc::new(Metrics::new());
     let board = Arc::new(Board::default());
+    board.set_info(crate::status::Info {
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        maas_url: crate::status::masked_url(&cfg.maas_base),
+        target: format!("{:?}", cfg.target).to_ascii_lowercase(),
+        filter: serde_json::to_string(cfg.filter.spec()).unwrap_or_default(),
+        period_seconds: s.maas.period.as_secs_f64(),
+    });
     let (http_addr, http) = if s.http.listen.is_empty() {
         (None, None)
     } else {
@@ -157,7 +166,7 @@ pub async fn start(cfg: &Config) -> Result<Controller, StartError> {
         Some(u) => u.to_string(),
         None => whoami(&client, s.maas.period).await?,
     };
-    info!(user = %me, "acting as MAAS user");
+    info!(user = %crate::maas::Escaped(&me), "acting as MAAS user");
     board.with_global(|g| g.maas_user = Some(me.clone()));
     let policy = cfg.policy(&me);
     let store = match &s.provision.state_file {

@@ -29,7 +29,7 @@ pub async fn signal() -> &'static str {
 pub async fn drain(ctrl: &Controller, grace: Duration) -> usize {
     let _ = ctrl.poller.send(StopPolling).await;
     let _ = ctrl.supervisor.send(RetireAll).await;
-    let deadline = Instant::now() + grace;
+    let deadline = crate::backoff::instant_after(grace);
     loop {
         let n = ctrl.board.in_flight();
         if n == 0 || Instant::now() >= deadline {

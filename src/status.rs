@@ -5,16 +5,40 @@
 //! snapshot under a short read lock.
 
 use std::collections::BTreeMap;
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use parking_lot::RwLock;
 use serde::Serialize;
+
+/// Which transitional MAAS statuses a machine should leave by itself; a machine in one
+/// of them for longer than [`STUCK_AFTER`] is shown as stuck.
+pub const TRANSITIONAL: &[&str] = &[
+    "Commissioning",
+    "Deploying",
+    "Releasing",
+    "Disk erasing",
+    "Entering rescue mode",
+    "Exiting rescue mode",
+    "Testing",
+];
+
+/// How long a machine may sit in a transitional status (or provisioning) before the
+/// dashboard and `maas-flow status` call it stuck. Real commissioning and deployment
+/// take 5-30 minutes.
+pub const STUCK_AFTER: Duration = Duration::from_secs(3600);
+
+/// When `v` entered its current status, from its transitions.
+pub fn status_since(v: &MachineView) -> Option<std::time::SystemTime> {
+    v.transitions
+        .last()
+        .and_then(|(_, t)| humantime::parse_rfc3339(t).ok())
+}
 
 /// Transitions kept per machine.
 const MAX_TRANSITIONS: usize = 16;
 
 /// One machine as the operator sees it.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq)]
 pub struct MachineView {
     pub system_id: String,
     pub hostname: String,
@@ -27,7 +51,8 @@ pub struct MachineView {
     pub target: String,
     /// What the controller does next, in words.
     pub step: String,
-    /// `none`, `pending`, `running`, `provisioned`, `failed`, `gave_up`.
+    /// `none`, `-` (not Deployed yet), `pending`, `queued` (waiting for a slot),
+    /// `running`, `provisioned`, `failed`, `gave_up`.
     pub provisioning: String,
     pub action_in_flight: Option<String>,
     pub attempts: u32,
@@ -56,12 +81,96 @@ pub struct GlobalView {
     pub first_list_at: Option<Instant>,
 }
 
+/// What this controller is configured to do, for the dashboard and the status API.
+#[derive(Debug, Clone, Default, Serialize, serde::Deserialize, PartialEq)]
+pub struct Info {
+    pub version: String,
+    /// The region URL with any user:password masked.
+    pub maas_url: String,
+    pub target: String,
+    /// The effective filter, as JSON.
+    pub filter: String,
+    /// The full-list period, in seconds.
+    pub period_seconds: f64,
+}
+
+/// Counts for the summary line of the dashboard, the status API and `maas-flow status`.
+#[derive(Debug, Clone, Default, Serialize, serde::Deserialize, PartialEq)]
+pub struct Summary {
+    pub machines: usize,
+    /// Machines whose next step is `done`.
+    pub at_target: usize,
+    /// Per lifecycle step: the MAAS status, or the provisioning phase once Deployed
+    /// (`provision queued`, `provisioning`, `provisioned`, `provision failed`, ...).
+    pub steps: BTreeMap<String, usize>,
+    /// Per provisioning state (`pending`, `queued`, `running`, `provisioned`, `failed`, `gave_up`).
+    pub provisioning: BTreeMap<String, usize>,
+    /// MAAS operations or provisioning runs under way (queued runs excluded).
+    pub in_flight: usize,
+    /// Provisioning runs waiting for a `provision.max_concurrent` slot.
+    pub queued: usize,
+    pub problems: usize,
+}
+
+/// The lifecycle step a machine is at, for counts: its MAAS status until provisioning
+/// has something to say.
+pub fn step_of(v: &MachineView) -> String {
+    match v.provisioning.as_str() {
+        "queued" => "Provision queued".into(),
+        "running" => "Provisioning".into(),
+        "provisioned" => "Provisioned".into(),
+        "failed" => "Provision failed".into(),
+        "gave_up" => "Provision gave up".into(),
+        _ => v.status.clone(),
+    }
+}
+
+/// Whether `v` matches a dashboard search: a case-insensitive substring of its
+/// hostname, system_id, zone, status, step or last error.
+pub fn matches_search(v: &MachineView, needle_lower: &str) -> bool {
+    needle_lower.is_empty()
+        || [
+            v.hostname.as_str(),
+            v.system_id.as_str(),
+            v.zone.as_str(),
+            v.status.as_str(),
+            v.step.as_str(),
+            v.last_error.as_deref().unwrap_or(""),
+        ]
+        .iter()
+        .any(|f| f.to_lowercase().contains(needle_lower))
+}
+
+/// A page of machines in system_id order, after a cursor, matching a predicate.
+#[derive(Debug, Clone, Serialize)]
+pub struct Page {
+    pub machines: Vec<MachineView>,
+    /// The cursor for the next page (the last system_id here), if there may be more.
+    pub next_after: Option<String>,
+    /// Machines matching the predicate in all (not only on this page).
+    pub total: usize,
+}
+
 #[derive(Default)]
 pub struct Board {
     machines: RwLock<BTreeMap<String, MachineView>>,
     global: RwLock<GlobalView>,
+    info: RwLock<Info>,
     /// Observations handled by node actors (benchmarks wait on it).
     observations: std::sync::atomic::AtomicU64,
+}
+
+/// `url` with any `user:password@` replaced by `***:***@`, for display.
+pub fn masked_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) if !u.username().is_empty() || u.password().is_some() => {
+            let _ = u.set_username("***");
+            let _ = u.set_password(Some("***"));
+            u.to_string()
+        }
+        Ok(u) => u.to_string(),
+        Err(_) => "(not a URL)".into(),
+    }
 }
 
 pub fn rfc3339(t: SystemTime) -> String {
@@ -116,6 +225,82 @@ impl Board {
         self.len() == 0
     }
 
+    pub fn set_info(&self, info: Info) {
+        *self.info.write() = info;
+    }
+
+    pub fn info(&self) -> Info {
+        self.info.read().clone()
+    }
+
+    /// Visit every machine under the read lock, without copying any (a scrape at
+    /// 100,000 machines must not clone them all).
+    pub fn for_each(&self, mut f: impl FnMut(&MachineView)) {
+        for v in self.machines.read().values() {
+            f(v);
+        }
+    }
+
+    /// The counts, in one pass under one read lock.
+    pub fn summary(&self) -> Summary {
+        let ms = self.machines.read();
+        let mut s = Summary {
+            machines: ms.len(),
+            ..Summary::default()
+        };
+        for v in ms.values() {
+            *s.steps.entry(step_of(v)).or_insert(0) += 1;
+            *s.provisioning.entry(v.provisioning.clone()).or_insert(0) += 1;
+            s.at_target += usize::from(v.step == "done");
+            s.in_flight += usize::from(v.action_in_flight.is_some());
+            s.queued += usize::from(v.provisioning == "queued");
+            s.problems += usize::from(v.problem);
+        }
+        s
+    }
+
+    /// Up to `limit` machines after `after` (exclusive) in system_id order that satisfy
+    /// `keep`. Clones only what it returns, so a page costs the same at 100,000 machines.
+    pub fn page(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+        keep: impl Fn(&MachineView) -> bool,
+    ) -> Page {
+        use std::ops::Bound;
+        let ms = self.machines.read();
+        let start = match after {
+            Some(a) => Bound::Excluded(a.to_string()),
+            None => Bound::Unbounded,
+        };
+        let mut machines = Vec::with_capacity(limit.min(1024));
+        let mut more = false;
+        for (_, v) in ms.range((start, Bound::Unbounded)) {
+            if !keep(v) {
+                continue;
+            }
+            if machines.len() == limit {
+                more = true;
+                break;
+            }
+            machines.push(v.clone());
+        }
+        let total = if after.is_none() && !more {
+            machines.len()
+        } else {
+            ms.values().filter(|v| keep(v)).count()
+        };
+        Page {
+            next_after: if more {
+                machines.last().map(|m| m.system_id.clone())
+            } else {
+                None
+            },
+            machines,
+            total,
+        }
+    }
+
     pub fn global(&self) -> GlobalView {
         self.global.read().clone()
     }
@@ -146,26 +331,19 @@ impl Board {
         out
     }
 
-    /// One line: how many machines are in each MAAS status and what they wait on.
+    /// One line: how many machines are at each lifecycle step and what they wait on.
+    /// Provisioning runs waiting for a slot are counted as queued, not in flight, so a
+    /// long queue is not mistaken for a hung provisioner.
     pub fn progress_line(&self) -> String {
-        let by_status = self.count_by(|v| {
-            if v.provisioning == "running" {
-                "Provisioning".into()
-            } else if v.provisioning == "provisioned" {
-                "Provisioned".into()
-            } else {
-                v.status.clone()
-            }
-        });
-        let parts: Vec<String> = by_status.iter().map(|(k, n)| format!("{k}={n}")).collect();
-        let in_flight = self.in_flight();
-        let problems = self.machines.read().values().filter(|m| m.problem).count();
+        let s = self.summary();
+        let parts: Vec<String> = s.steps.iter().map(|(k, n)| format!("{k}={n}")).collect();
         format!(
-            "{} machines: {} | in flight: {} | problems: {}",
-            self.len(),
+            "{} machines: {} | in flight: {} | queued: {} | problems: {}",
+            s.machines,
             parts.join(" "),
-            in_flight,
-            problems
+            s.in_flight,
+            s.queued,
+            s.problems
         )
     }
 }

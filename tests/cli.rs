@@ -274,6 +274,48 @@ fn cases() -> Vec<Case> {
             "maas.period",
         ),
         c(
+            "misspelt log level",
+            "[maas]\n",
+            &["--log-level", "inf0"],
+            &[],
+            "log.level",
+        ),
+        c(
+            "log level that is not one",
+            "[maas]\n",
+            &["--log-level", "verbose"],
+            &[],
+            "log.level",
+        ),
+        c(
+            "bare word inside a filter",
+            "[maas]\n",
+            &["--log-level", "maas_flow=debug,verbose"],
+            &[],
+            "log.level",
+        ),
+        c(
+            "log level from the environment",
+            "[maas]\n",
+            &[],
+            &[("MAAS_FLOW_LOG__LEVEL", "warnings")],
+            "log.level",
+        ),
+        c(
+            "period of a millisecond",
+            "[maas]\n",
+            &["--period", "1ms"],
+            &[],
+            "maas.period",
+        ),
+        c(
+            "bad JSON list from the environment",
+            "[maas]\n",
+            &[],
+            &[("MAAS_FLOW_FILTER__HOSTS__INCLUDE", "[\"a\",")],
+            "filter.hosts.include",
+        ),
+        c(
             "zero body limit",
             "[maas]\nmax_body_mib = 0\n",
             &[],
@@ -284,26 +326,40 @@ fn cases() -> Vec<Case> {
 }
 
 /// Run `cmd`, killing it (and failing) if it has not exited within 10 s.
-fn output_within(mut cmd: Command, name: &str) -> std::process::Output {
+fn output_within(cmd: Command, name: &str) -> std::process::Output {
+    output_within_for(cmd, name, std::time::Duration::from_secs(10))
+}
+
+/// Run `cmd` with its output read as it comes (a full pipe never blocks it), killing it
+/// (and failing) if it has not exited within `limit`.
+fn output_within_for(
+    mut cmd: Command,
+    name: &str,
+    limit: std::time::Duration,
+) -> std::process::Output {
     use std::process::Stdio;
-    let mut child = cmd
+    let child = cmd
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while child.try_wait().unwrap().is_none() {
-        if std::time::Instant::now() > deadline {
-            let _ = child.kill();
-            let out = child.wait_with_output().unwrap();
+    let pid = child.id() as i32;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    match rx.recv_timeout(limit) {
+        Ok(out) => out.unwrap(),
+        Err(_) => {
+            // SAFETY: kill(2) on the pid of our own child, which has not been reaped.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+            let out = rx.recv().unwrap().unwrap();
             panic!(
-                "{name}: still running after 10 s: {}",
+                "{name}: still running after {limit:?}: {}",
                 String::from_utf8_lossy(&out.stderr)
             );
         }
-        std::thread::sleep(std::time::Duration::from_millis(20));
     }
-    child.wait_with_output().unwrap()
 }
 
 /// Write `toml` with the given MAAS URL and a valid key (unless the case sets its own).
@@ -442,4 +498,415 @@ fn world_readable_key_file_is_warned_about() {
         .unwrap();
     assert_eq!(out.status.code(), Some(0));
     assert!(String::from_utf8_lossy(&out.stderr).contains("world-readable"));
+}
+
+/// `maas-flow check-config` with a clean environment plus `env`; (exit code, stdout, stderr).
+fn check_config(args: &[&str], env: &[(&str, &str)]) -> (Option<i32>, String, String) {
+    let mut cmd = Command::new(BIN);
+    cmd.args(["--api-key", "ck:tk:ts"])
+        .args(args)
+        .arg("check-config")
+        .env_remove("PROVISION_URL")
+        .env_remove("PROVISION_TTL");
+    for (k, _) in std::env::vars() {
+        if k.starts_with("MAAS_FLOW_") {
+            cmd.env_remove(k);
+        }
+    }
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = output_within(cmd, "check-config");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn log_levels_accept_names_and_directives_and_reject_bare_words() {
+    // (given, what the service runs with); None = rejected with exit 2 naming log.level.
+    let table: &[(&str, Option<&str>)] = &[
+        ("info", Some("info")),
+        ("warning", Some("warn")),
+        ("WARN", Some("warn")),
+        ("error", Some("error")),
+        ("debug", Some("debug")),
+        ("trace", Some("trace")),
+        ("off", Some("off")),
+        ("maas_flow=debug", Some("maas_flow=debug")),
+        ("maas_flow=debug,warning", Some("maas_flow=debug,warn")),
+        ("actix_server=warn,info", Some("actix_server=warn,info")),
+        ("inf0", None),
+        ("verbose", None),
+        ("warnings", None),
+        ("maas_flow", None),
+        ("info,", None),
+        ("maas_flow=loud", None),
+    ];
+    for (given, want) in table {
+        let (code, stdout, stderr) = check_config(&["--log-level", given], &[]);
+        match want {
+            Some(level) => {
+                assert_eq!(code, Some(0), "{given}: {stderr}");
+                assert!(
+                    stdout.contains(&format!("level = \"{level}\"")),
+                    "{given} runs as {level}: {stdout}"
+                );
+            }
+            None => {
+                assert_eq!(code, Some(2), "{given} must be refused: {stdout}");
+                assert!(stderr.contains("`log.level`"), "{given}: {stderr}");
+                assert_eq!(stderr.trim().lines().count(), 1, "{given}: {stderr}");
+            }
+        }
+    }
+}
+
+/// A closed loopback port: MAAS is "not answering", which the controller logs as a
+/// warning every retry.
+fn dead_maas_url() -> String {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/MAAS", l.local_addr().unwrap());
+    drop(l);
+    url
+}
+
+/// Start the controller against a dead MAAS and collect stderr lines until `enough`
+/// says so (or 30 s pass), then kill it.
+fn controller_lines(
+    args: &[&str],
+    env: &[(&str, &str)],
+    enough: impl Fn(&[String]) -> bool,
+) -> Vec<String> {
+    use std::io::BufRead;
+    use std::process::Stdio;
+    let mut cmd = Command::new(BIN);
+    cmd.args(["--maas", &dead_maas_url(), "--api-key", "ck:tk:ts"])
+        .args(["--listen", "127.0.0.1:0", "--period", "1s"])
+        .args(args)
+        .env_remove("NO_COLOR")
+        .env_remove("PROVISION_URL")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let mut lines = Vec::new();
+    while !enough(&lines) && std::time::Instant::now() < deadline {
+        if let Ok(l) = rx.recv_timeout(std::time::Duration::from_millis(200)) {
+            lines.push(l);
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    lines
+}
+
+#[test]
+fn warning_level_keeps_warnings() {
+    let lines = controller_lines(&["--log-level", "warning"], &[], |l| {
+        l.iter().any(|x| x.contains("WARN"))
+    });
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("WARN") && l.contains("not answering")),
+        "`warning` must log warnings, got: {lines:?}"
+    );
+    assert!(
+        !lines.iter().any(|l| l.contains(" INFO ")),
+        "and nothing below: {lines:?}"
+    );
+}
+
+#[test]
+fn logs_through_a_pipe_carry_no_colour_codes() {
+    let lines = controller_lines(&["--log-level", "debug"], &[], |l| {
+        l.iter().any(|x| x.contains("not answering"))
+    });
+    assert!(lines.len() >= 2, "{lines:?}");
+    assert!(
+        lines.iter().all(|l| !l.contains('\x1b')),
+        "ESC in piped logs: {lines:?}"
+    );
+
+    // The simulator too.
+    let mut sim = Command::new(env!("CARGO_BIN_EXE_maas-sim"))
+        .args(["--listen", "127.0.0.1:0", "--machines", "1"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .env_remove("NO_COLOR")
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    let _ = sim.kill();
+    let out = sim.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("INFO"), "the simulator logs: {err}");
+    assert!(
+        !err.contains('\x1b'),
+        "ESC in the simulator's piped logs: {err}"
+    );
+}
+
+/// On a terminal (a pseudo-terminal from util-linux `script`) colour is on, unless
+/// NO_COLOR is set.
+#[test]
+fn colour_on_a_terminal_only_without_no_color() {
+    if Command::new("script").arg("--version").output().is_err() {
+        eprintln!("NOTE: `script` (util-linux) is missing; terminal colour not checked");
+        return;
+    }
+    let run = |no_color: Option<&str>| {
+        let mut cmd = Command::new("timeout");
+        cmd.args(["-s", "KILL", "3", "script", "-qec"])
+            .arg(format!(
+                "{} --listen 127.0.0.1:0 --machines 1",
+                env!("CARGO_BIN_EXE_maas-sim")
+            ))
+            .arg("/dev/null")
+            .env_remove("NO_COLOR");
+        if let Some(v) = no_color {
+            cmd.env("NO_COLOR", v);
+        }
+        let out = output_within(cmd, "script");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let tty = run(None);
+    assert!(tty.contains("INFO"), "{tty}");
+    assert!(tty.contains('\x1b'), "colour on a terminal: {tty}");
+    let plain = run(Some("1"));
+    assert!(plain.contains("INFO"), "{plain}");
+    assert!(!plain.contains('\x1b'), "NO_COLOR honoured: {plain}");
+}
+
+#[test]
+fn json_start_up_line_has_each_key_once() {
+    let lines = controller_lines(&["--log-format", "json"], &[], |l| {
+        l.iter().any(|x| x.contains("maas-flow starting"))
+    });
+    let line = lines
+        .iter()
+        .find(|l| l.contains("maas-flow starting"))
+        .unwrap_or_else(|| panic!("no start-up line: {lines:?}"));
+    // serde_json keeps the last of duplicate keys silently, so count them in the text.
+    let v: serde_json::Map<String, serde_json::Value> = serde_json::from_str(line).unwrap();
+    for key in v.keys() {
+        assert_eq!(
+            line.matches(&format!("\"{key}\":")).count(),
+            1,
+            "key {key} repeated: {line}"
+        );
+    }
+    assert_eq!(v["lifecycle_target"], "Deployed", "{line}");
+}
+
+#[test]
+fn errors_name_the_environment_variable_or_flag_that_set_the_value() {
+    let (code, _, err) = check_config(&[], &[("MAAS_FLOW_MAAS__PERIOD", "later")]);
+    assert_eq!(code, Some(2));
+    assert!(
+        err.contains("`maas.period`") && err.contains("MAAS_FLOW_MAAS__PERIOD"),
+        "{err}"
+    );
+    let (code, _, err) = check_config(&[], &[("MAAS_FLOW_LIMITS__MAX_OPS_IN_FLIGHT", "0")]);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("MAAS_FLOW_LIMITS__MAX_OPS_IN_FLIGHT"), "{err}");
+    // A flag wins over the environment, and is what the message names.
+    let (code, _, err) = check_config(&["--period", "1ms"], &[("MAAS_FLOW_MAAS__PERIOD", "10s")]);
+    assert_eq!(code, Some(2));
+    assert!(
+        err.contains("flag") && !err.contains("MAAS_FLOW_MAAS__PERIOD"),
+        "{err}"
+    );
+    // From the file, neither is named.
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("c.toml");
+    std::fs::write(&f, "[maas]\nperiod = \"1ms\"\n").unwrap();
+    let (code, _, err) = check_config(&["--config", f.to_str().unwrap()], &[]);
+    assert_eq!(code, Some(2));
+    assert!(
+        err.contains("at least 100ms") && !err.contains("set by"),
+        "{err}"
+    );
+}
+
+#[test]
+fn list_keys_can_be_set_from_the_environment() {
+    let (code, out, err) = check_config(
+        &[],
+        &[
+            ("MAAS_FLOW_FILTER__HOSTS__INCLUDE", "rack1-.*, rack2-.*"),
+            (
+                "MAAS_FLOW_FILTER__ZONES__INCLUDE",
+                r#"["row-a","node{1,3}"]"#,
+            ),
+            ("MAAS_FLOW_FILTER__ZONES__EXCLUDE", ""),
+        ],
+    );
+    assert_eq!(code, Some(0), "{err}");
+    let t: toml::Table = out.parse().unwrap();
+    let f = &t["filter"];
+    assert_eq!(
+        f["hosts"]["include"],
+        toml::Value::Array(vec!["rack1-.*".into(), "rack2-.*".into()])
+    );
+    assert_eq!(
+        f["zones"]["include"],
+        toml::Value::Array(vec!["row-a".into(), "node{1,3}".into()])
+    );
+    assert_eq!(f["zones"]["exclude"], toml::Value::Array(vec![]));
+}
+
+#[test]
+fn check_config_shows_the_filter_that_filter_json_defines() {
+    let (code, out, err) = check_config(
+        &[
+            "--filter",
+            r#"{"hosts":{"include":["rack1-.*"]},"zones":{"include":["z1"]}}"#,
+        ],
+        &[],
+    );
+    assert_eq!(code, Some(0), "{err}");
+    let t: toml::Table = out.parse().unwrap();
+    assert_eq!(
+        t["filter"]["hosts"]["include"],
+        toml::Value::Array(vec!["rack1-.*".into()]),
+        "{out}"
+    );
+    assert_eq!(
+        t["filter"]["zones"]["include"],
+        toml::Value::Array(vec!["z1".into()]),
+        "{out}"
+    );
+}
+
+#[test]
+fn demo_refuses_controller_flags() {
+    for args in [
+        &["--maas", "http://elsewhere:5240/MAAS"][..],
+        &["--api-key", "a:b:c"],
+        &["--period", "5s"],
+        &["--preview"],
+        &["-maas", "http://elsewhere:5240/MAAS"],
+    ] {
+        let mut cmd = Command::new(BIN);
+        cmd.arg("demo").args(args);
+        let out = output_within(cmd, "demo");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains("controller flag"), "{args:?}: {err}");
+    }
+    let mut cmd = Command::new(BIN);
+    cmd.args(["demo", "--log-level", "verbose"]);
+    let out = output_within(cmd, "demo");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("`log.level`"));
+}
+
+#[test]
+fn demo_honours_its_timeout() {
+    let started = std::time::Instant::now();
+    let mut cmd = Command::new(BIN);
+    cmd.args(["demo", "--machines", "200", "--timeout", "1s"]);
+    let out = output_within_for(cmd, "demo", std::time::Duration::from_secs(60));
+    println!("demo --timeout 1s exited after {:?}", started.elapsed());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("within 1s"), "{err}");
+}
+
+/// The README's dry run must never point at port 5240, where a real MAAS region listens:
+/// a copy-pasted command would drive real machines.
+#[test]
+fn readme_dry_run_stays_off_the_real_maas_port() {
+    let readme = include_str!("../README.md");
+    let section = readme
+        .split("## Dry runs with `maas-sim`")
+        .nth(1)
+        .expect("the README has a dry-run section");
+    let block = section.split("```").nth(1).expect("with a command block");
+    assert!(block.contains("maas-sim"), "{block}");
+    assert!(
+        !block.contains(":5240"),
+        "dry run uses MAAS's port: {block}"
+    );
+    let sim = Command::new(env!("CARGO_BIN_EXE_maas-sim"))
+        .arg("--help")
+        .output()
+        .unwrap();
+    let help = String::from_utf8_lossy(&sim.stdout);
+    assert!(!help.contains(":5240"), "maas-sim's default port: {help}");
+}
+
+#[test]
+fn completions_and_man_page_come_from_the_flags() {
+    for (shell, marker) in [
+        ("bash", "_maas__flow()"),
+        ("zsh", "#compdef maas-flow"),
+        ("fish", "complete -c maas-flow"),
+    ] {
+        let out = Command::new(BIN)
+            .args(["completions", shell])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0), "{shell}");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.contains(marker), "{shell}: {text}");
+        for word in ["check-config", "status", "log-level", "provision-url"] {
+            assert!(text.contains(word), "{shell} completes {word}");
+        }
+    }
+    let out = Command::new(BIN)
+        .args(["completions", "tcsh"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "unknown shell refused");
+
+    let out = Command::new(BIN).arg("man").output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let roff = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        roff.starts_with(".ie") || roff.contains(".TH maas-flow"),
+        "{roff}"
+    );
+    assert!(roff.contains(".TH maas-flow"), "{roff}");
+    assert!(roff.contains("log\\-level"), "flags documented: {roff}");
+    assert!(
+        roff.contains("check\\-config"),
+        "subcommands listed: {roff}"
+    );
+}
+
+#[test]
+fn status_without_a_listener_says_so() {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    drop(l);
+    for args in [vec![], vec!["--health"], vec!["node-1"]] {
+        let mut cmd = Command::new(BIN);
+        cmd.args(["status", "--url", &format!("http://{addr}")])
+            .args(&args);
+        let out = output_within(cmd, "status");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
+        assert!(
+            err.contains("cannot reach the maas-flow status listener"),
+            "{err}"
+        );
+    }
 }

@@ -134,7 +134,7 @@ async fn one_list(sim: &SimProcess, version: &str) -> (i64, f64, usize) {
     }
     let peak = PEAK.load(Ordering::Relaxed) - base;
     let text = ctrl.metrics.render("");
-    let bytes = metric(&text, "maas_flow_maas_bytes_fetched_total{kind=\"list\"}");
+    let bytes = metric(&text, "maas_flow_maas_response_bytes_total{kind=\"list\"}");
     let n = ctrl.board.global().machines_in_list;
     maas_flow::shutdown::drain(&ctrl, Duration::from_secs(2)).await;
     (peak, bytes, n)

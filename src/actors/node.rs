@@ -15,9 +15,10 @@ use tracing::{debug, error, info, warn, Span};
 use tracing_actix::ActorInstrument;
 
 use super::{Observed, Retire, SharedDeps};
-use crate::backoff::Backoff;
-use crate::lifecycle::{self, Action, ActionKind, Hold, Memo, Provision, Step, Wait};
-use crate::maas::{parse_machine, ErrorClass, MaasError, Machine, NodeStatus, Request};
+use crate::backoff::{instant_after, Backoff};
+use crate::lifecycle::{self, Action, ActionKind, Hold, Memo, Provision, Refusal, Step, Wait};
+use crate::maas::model::check_system_id;
+use crate::maas::{parse_machine, ErrorClass, Escaped, MaasError, Machine, NodeStatus, Request};
 use crate::provision::{
     self, store::Record, Job, ProvisionError, ANNOTATION_ATTEMPTS, ANNOTATION_PROVISIONED,
 };
@@ -31,6 +32,9 @@ struct ProvisionState {
     last_error: Option<String>,
     /// Durable state already read from MAAS/the store for this deployment.
     loaded: bool,
+    /// Running, but still waiting for a `provision.max_concurrent` slot: shown as
+    /// `queued`, not in flight, so a long queue is not mistaken for a hung provisioner.
+    queued: bool,
 }
 
 impl Default for ProvisionState {
@@ -40,6 +44,7 @@ impl Default for ProvisionState {
             attempts: 0,
             last_error: None,
             loaded: false,
+            queued: false,
         }
     }
 }
@@ -57,6 +62,9 @@ pub struct NodeActor {
     /// Outcome annotations still to be written to MAAS.
     pending_record: Option<Vec<(String, String)>>,
     in_flight: Option<ActionKind>,
+    /// An operation whose answer never came (timeout, broken connection): MAAS may or
+    /// may not have applied it. Nothing is sent until a read made after it tells.
+    unsure: Option<ActionKind>,
     backoff: Backoff,
     prov_backoff: Backoff,
     /// Spaces out recovery attempts (recommission, redeploy); reset at Ready/Deployed.
@@ -80,6 +88,7 @@ struct Published {
     power: crate::maas::PowerState,
     in_flight: Option<ActionKind>,
     phase: Provision,
+    queued: bool,
     attempts: (u32, u32),
     last_error: Option<String>,
     hostname: String,
@@ -89,7 +98,7 @@ struct Published {
 
 impl NodeActor {
     pub fn new(deps: SharedDeps, machine: Arc<Machine>, fetched_at: Instant) -> Self {
-        let span = tracing::info_span!("machine", system_id = %machine.system_id, hostname = %machine.hostname);
+        let span = tracing::info_span!("machine", system_id = %Escaped(&machine.system_id), hostname = %Escaped(&machine.hostname));
         let backoff = Backoff::new(deps.retry_base, deps.retry_cap);
         let prov_backoff = deps
             .provision
@@ -106,6 +115,7 @@ impl NodeActor {
             provision: ProvisionState::default(),
             pending_record: None,
             in_flight: None,
+            unsure: None,
             recovery_backoff: Backoff::new(deps.retry_base * 5, deps.retry_cap),
             backoff,
             prov_backoff,
@@ -129,10 +139,22 @@ impl NodeActor {
         self.seen_at = fetched_at;
         let old = self.machine.status;
         if m.hostname != self.machine.hostname {
-            self.span =
-                tracing::info_span!("machine", system_id = %m.system_id, hostname = %m.hostname);
+            self.span = tracing::info_span!("machine", system_id = %Escaped(&m.system_id), hostname = %Escaped(&m.hostname));
         }
         let status_changed = self.memo.observe(m.status);
+        if let Some(kind) = self.unsure.take() {
+            // This observation was requested after the unanswered operation ended, so it
+            // shows whether MAAS applied it. A status change resets the memo by itself;
+            // an unchanged machine (same status, same data that the operation changes)
+            // means it was not applied and may be sent again after the backoff.
+            let _g = self.span.enter();
+            if status_changed {
+                info!(action = kind.as_str(), status = %m.status, "MAAS shows the unanswered {} took effect", kind.as_str());
+            } else {
+                info!(action = kind.as_str(), status = %m.status, "MAAS shows no effect of the unanswered {}; deciding again from what it reports", kind.as_str());
+                self.memo.sent.retain(|k| *k != kind);
+            }
+        }
         let retry_requested = self
             .deps
             .policy
@@ -145,13 +167,7 @@ impl NodeActor {
         }
         if status_changed {
             let spent = self.status_since.elapsed().as_secs_f64();
-            self.deps
-                .metrics
-                .state_seconds
-                .get_or_create(&crate::metrics::StateLabels {
-                    state: old.label().into(),
-                })
-                .observe(spent);
+            self.deps.metrics.left_status(old, spent);
             self.status_since = Instant::now();
             let span = self.span.clone();
             let _e = span.enter();
@@ -170,8 +186,7 @@ impl NodeActor {
                         > 0 =>
                 {
                     // Recovery waits a little, growing with each failure of the same machine.
-                    self.memo.not_before =
-                        Some(Instant::now() + self.recovery_backoff.next_delay());
+                    self.memo.not_before = Some(instant_after(self.recovery_backoff.next_delay()));
                 }
                 _ => {}
             }
@@ -189,6 +204,7 @@ impl NodeActor {
         self.memo.redeploys = 0;
         self.memo.sent.clear();
         self.memo.not_before = None;
+        self.memo.refused = None;
         self.backoff.reset();
         self.recovery_backoff.reset();
         self.last_error = None;
@@ -310,6 +326,12 @@ impl NodeActor {
             Step::Act(action) => self.act(action, ctx),
             Step::Provision => self.start_provision(ctx),
             Step::Wait(Wait::RetryAt(t)) => self.wake_at(t, ctx),
+            Step::Hold(Hold::Refused { .. }) => {
+                // Held, but only until the refusal's long backoff ends.
+                if let Some(t) = self.memo.refused.as_ref().map(|r| r.until) {
+                    self.wake_at(t, ctx);
+                }
+            }
             _ => {}
         }
     }
@@ -331,7 +353,7 @@ impl NodeActor {
             d = d.max(hint);
         }
         Metrics::kind(&self.deps.metrics.retries, "maas_op");
-        Instant::now() + d
+        instant_after(d)
     }
 
     fn act(&mut self, action: Action, ctx: &mut Context<Self>) {
@@ -395,13 +417,37 @@ impl NodeActor {
                 info!(action = kind.as_str(), status = %self.machine.status, "MAAS accepted {}", kind.as_str());
             }
             Err(e) => {
-                self.deps
-                    .metrics
-                    .action(kind.as_str(), &format!("error_{}", e.code()));
+                self.deps.metrics.action_error(kind.as_str(), e.code());
                 self.last_error = Some(e.to_string());
                 let at = self.backoff_after(&e);
                 self.memo.not_before = Some(at);
+                if e.outcome_unknown() {
+                    // The request may have reached MAAS and been applied: never send it
+                    // again blind. Treat it as sent until a fresh read says otherwise.
+                    warn!(action = kind.as_str(), error = %e, "no answer to {}: it may have been applied; re-reading the machine before anything else", kind.as_str());
+                    self.memo.sent.push(kind);
+                    self.unsure = Some(kind);
+                    self.last_write = Some(Instant::now());
+                    self.reread(ctx);
+                    self.evaluate(ctx);
+                    return;
+                }
                 match e.class() {
+                    ErrorClass::Validation => {
+                        let fields = e.refused_fields().unwrap_or("?").to_string();
+                        let reason = match &e {
+                            MaasError::Status { body, .. } => body.clone(),
+                            other => other.to_string(),
+                        };
+                        let until = instant_after(self.deps.retry_cap);
+                        error!(action = kind.as_str(), fields = %fields, error = %e, retry_in = ?self.deps.retry_cap, "MAAS refused the request's fields: holding this machine until the configuration changes, the retry tag is set, or the backoff ends");
+                        self.deps.metrics.refusal(kind.as_str(), &fields);
+                        self.memo.refused = Some(Refusal {
+                            action: kind,
+                            reason,
+                            until,
+                        });
+                    }
                     ErrorClass::WrongState => {
                         warn!(action = kind.as_str(), error = %e, "MAAS refused: state changed under us; re-reading the machine");
                         self.reread(ctx);
@@ -430,6 +476,11 @@ impl NodeActor {
         let id = self.system_id.clone();
         let started = Instant::now();
         let fut = async move {
+            check_system_id(&id).map_err(|reason| MaasError::Parse {
+                op: "read".into(),
+                path: String::new(),
+                reason,
+            })?;
             let req = deps.client.api().read(&id);
             let body = deps.client.call(&req, "read").await?;
             parse_machine(&body, deps.client.settings().version).map_err(|e| MaasError::Parse {
@@ -465,36 +516,51 @@ impl NodeActor {
             return;
         }
         self.provision.phase = Provision::Running;
+        self.provision.queued = true;
         self.in_flight = Some(ActionKind::Provision);
         let attempt = self.provision.attempts + 1;
-        info!(attempt, "provisioning");
+        debug!(attempt, "provisioning queued for a slot");
         self.publish_in_flight();
         let m = self.machine.clone();
         let deps = self.deps.clone();
-        let fut = async move {
-            let _permit = permits.acquire_owned().await;
-            let started = Instant::now();
-            let fqdn = m.fqdn.clone().unwrap_or_else(|| m.hostname.clone());
-            let res = match provision::choose_ip(m.first_ip(), &fqdn).await {
-                Ok(ip) => {
-                    let job = Job {
-                        system_id: m.system_id.clone(),
-                        hostname: m.hostname.clone(),
-                        ip,
-                        mac: m.macs().first().map(|s| s.to_string()).unwrap_or_default(),
-                    };
-                    match &deps.provision {
-                        Some(p) => p.provisioner.run(&job).await,
-                        None => Ok(()),
-                    }
+        let queue = permits
+            .acquire_owned()
+            .into_actor(self)
+            .then(move |permit, act, _| {
+                act.provision.queued = false;
+                {
+                    let _g = act.span.enter();
+                    info!(attempt, "provisioning");
                 }
-                Err(e) => Err(e),
-            };
-            (res, started.elapsed())
-        };
+                act.publish_in_flight();
+                async move { (permit, m, deps) }.into_actor(act)
+            });
+        let fut = queue.then(|(permit, m, deps), act, _| {
+            async move {
+                let _permit = permit;
+                let started = Instant::now();
+                let fqdn = m.fqdn.clone().unwrap_or_else(|| m.hostname.clone());
+                let res = match provision::choose_ip(m.first_ip(), &fqdn).await {
+                    Ok(ip) => {
+                        let job = Job {
+                            system_id: m.system_id.clone(),
+                            hostname: m.hostname.clone(),
+                            ip,
+                            mac: m.macs().first().map(|s| s.to_string()).unwrap_or_default(),
+                        };
+                        match &deps.provision {
+                            Some(p) => p.provisioner.run(&job).await,
+                            None => Ok(()),
+                        }
+                    }
+                    Err(e) => Err(e),
+                };
+                (res, started.elapsed())
+            }
+            .into_actor(act)
+        });
         ctx.spawn(
-            fut.into_actor(self)
-                .actor_instrument(self.span.clone())
+            fut.actor_instrument(self.span.clone())
                 .map(|(res, took), act, ctx| act.provision_done(res, took, ctx)),
         );
     }
@@ -552,7 +618,7 @@ impl NodeActor {
                     Metrics::kind(&self.deps.metrics.retries, "provision");
                     warn!(attempts = self.provision.attempts, error = %e, retry_in = ?wait, "provisioning failed; will retry");
                     self.provision.phase = Provision::Failed {
-                        retry_at: Instant::now() + wait,
+                        retry_at: instant_after(wait),
                     };
                 }
                 if let Some(store) = p.store.clone() {
@@ -604,13 +670,15 @@ impl NodeActor {
                     act.deps.metrics.action("annotate", "ok");
                 }
                 Err(e) => {
-                    act.deps
-                        .metrics
-                        .action("annotate", &format!("error_{}", e.code()));
+                    act.deps.metrics.action_error("annotate", e.code());
                     let span = act.span.clone();
                     let _g = span.enter();
-                    if matches!(e.class(), ErrorClass::WrongState | ErrorClass::NotFound) {
-                        // The machine is no longer ours to annotate (released): drop it.
+                    if matches!(
+                        e.class(),
+                        ErrorClass::WrongState | ErrorClass::NotFound | ErrorClass::Validation
+                    ) {
+                        // The machine is no longer ours to annotate (released), or MAAS
+                        // refuses the fields themselves: sending again cannot help.
                         warn!(error = %e, "cannot record the provisioning outcome in MAAS");
                         act.pending_record = None;
                     } else {
@@ -634,6 +702,7 @@ impl NodeActor {
         }
         match self.provision.phase {
             Provision::Pending => "pending",
+            Provision::Running if self.provision.queued => "queued",
             Provision::Running => "running",
             Provision::Done => "provisioned",
             Provision::Failed { .. } => "failed",
@@ -666,7 +735,7 @@ impl NodeActor {
             target: format!("{:?}", self.deps.policy.target).to_ascii_lowercase(),
             step: step.label(),
             provisioning: self.provisioning_label().to_string(),
-            action_in_flight: self.in_flight.map(|k| k.as_str().to_string()),
+            action_in_flight: self.shown_in_flight(),
             attempts: self.provision.attempts.max(self.backoff.attempts()),
             next_retry,
             last_error: self
@@ -689,6 +758,7 @@ impl NodeActor {
             && p.power == m.power_state
             && p.in_flight == self.in_flight
             && p.phase == self.provision.phase
+            && p.queued == self.provision.queued
             && p.attempts == (self.provision.attempts, self.backoff.attempts())
             && p.last_error == self.last_error
             && p.hostname == m.hostname
@@ -707,6 +777,7 @@ impl NodeActor {
             power: self.machine.power_state,
             in_flight: self.in_flight,
             phase: self.provision.phase,
+            queued: self.provision.queued,
             attempts: (self.provision.attempts, self.backoff.attempts()),
             last_error: self.last_error.clone(),
             hostname: self.machine.hostname.clone(),
@@ -732,9 +803,17 @@ impl NodeActor {
         self.deps.board.upsert(view);
     }
 
+    /// The action shown as in flight: a provisioning run waiting for a slot is not.
+    fn shown_in_flight(&self) -> Option<String> {
+        match self.in_flight {
+            Some(ActionKind::Provision) if self.provision.queued => None,
+            k => k.map(|k| k.as_str().to_string()),
+        }
+    }
+
     fn publish_in_flight(&mut self) {
         self.published = None;
-        let k = self.in_flight.map(|k| k.as_str().to_string());
+        let k = self.shown_in_flight();
         let prov = self.provisioning_label().to_string();
         self.deps.board.update(&self.system_id, |v| {
             v.action_in_flight = k;
@@ -762,6 +841,13 @@ async fn execute(
 ) -> Result<Option<Machine>, MaasError> {
     let api = deps.client.api();
     let id = m.system_id.as_str();
+    // Decisions never act on an invalid machine; this keeps a bad id out of any URL even
+    // if that ever changes.
+    check_system_id(id).map_err(|reason| MaasError::Parse {
+        op: action.kind().as_str().into(),
+        path: String::new(),
+        reason,
+    })?;
     let reqs: Vec<Request> = match action {
         Action::PowerOff => vec![api.power_off(id)],
         Action::Commission => vec![api.commission(id)],

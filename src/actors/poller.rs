@@ -440,7 +440,7 @@ impl Poller {
                     }
                 }
                 let wait = self.backoff.next_delay().max(e_retry_after(&e));
-                self.not_before = Some(Instant::now() + wait);
+                self.not_before = Some(crate::backoff::instant_after(wait));
                 match &e {
                     PollError::Maas(m) if matches!(m.code(), 401 | 403) => {
                         error!(error = %e, retry_in = ?wait, "MAAS refused the API key: check maas.api_key / the key file")

@@ -45,7 +45,7 @@ impl Handler<Snapshot> for Supervisor {
                 // A delta can show a machine leaving the filter (zone moved, renamed).
                 if !snap.full {
                     if let Some(addr) = self.nodes.remove(&m.system_id) {
-                        info!(system_id = %m.system_id, "machine left the filter; no longer managed");
+                        info!(system_id = %crate::maas::Escaped(&m.system_id), "machine left the filter; no longer managed");
                         addr.do_send(Retire);
                         self.deps.board.remove(&m.system_id);
                     }
@@ -61,7 +61,7 @@ impl Handler<Snapshot> for Supervisor {
                 Some(addr) if addr.connected() => addr.do_send(msg),
                 existing => {
                     if existing.is_some() {
-                        warn!(system_id = %m.system_id, hostname = %m.hostname, "node actor had stopped; starting it again");
+                        warn!(system_id = %crate::maas::Escaped(&m.system_id), hostname = %crate::maas::Escaped(&m.hostname), "node actor had stopped; starting it again");
                     }
                     spawned += 1;
                     let addr =
@@ -82,7 +82,7 @@ impl Handler<Snapshot> for Supervisor {
                 .collect();
             for id in gone {
                 if let Some(addr) = self.nodes.remove(&id) {
-                    info!(system_id = %id, "machine vanished or left the filter; no longer managed");
+                    info!(system_id = %crate::maas::Escaped(&id), "machine vanished or left the filter; no longer managed");
                     addr.do_send(Retire);
                 }
                 self.deps.board.remove(&id);

@@ -21,7 +21,7 @@ use maas_flow::sim::{
 )]
 struct Args {
     /// Address to listen on; only loopback unless --allow-remote.
-    #[arg(long, default_value = "127.0.0.1:5240")]
+    #[arg(long, default_value = "127.0.0.1:5250")]
     listen: std::net::SocketAddr,
     #[arg(long)]
     allow_remote: bool,
@@ -120,9 +120,7 @@ fn main() -> std::process::ExitCode {
     } else {
         scenario::rack(a.machines)
     };
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .init();
+    maas_flow::logging::init("info", maas_flow::logging::Format::Text);
     actix_rt::System::new().block_on(async move {
         let cfg = SimConfig {
             api_key: key.clone(),

@@ -18,6 +18,11 @@ const OAUTH_ENCODE: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'_')
     .remove(b'~');
 
+/// Percent-encode a value as the OAuth header carries it.
+pub(super) fn oauth_encode(v: &str) -> String {
+    utf8_percent_encode(v, OAUTH_ENCODE).to_string()
+}
+
 /// A MAAS API key, split into its three parts.
 #[derive(Clone, PartialEq, Eq)]
 pub struct ApiKey {
@@ -64,6 +69,11 @@ impl ApiKey {
         &self.token_key
     }
 
+    /// The secret itself, only for [`super::redact::Redactor`] to search answers for it.
+    pub(super) fn token_secret(&self) -> &str {
+        &self.token_secret
+    }
+
     /// Whether `secret` is this key's token secret (the simulator's check).
     pub fn secret_matches(&self, secret: &str) -> bool {
         self.token_secret == secret
@@ -88,7 +98,7 @@ impl ApiKey {
     }
 
     pub fn authorization_with(&self, nonce: &str, timestamp: u64) -> String {
-        let enc = |v: &str| utf8_percent_encode(v, OAUTH_ENCODE).to_string();
+        let enc = oauth_encode;
         format!(
             "OAuth realm=\"\", oauth_version=\"1.0\", oauth_signature_method=\"PLAINTEXT\", \
              oauth_consumer_key=\"{}\", oauth_token=\"{}\", oauth_signature=\"{}\", \

@@ -4,6 +4,12 @@
 //! what came back. Only the two answers MAAS marks as retryable (503 and 409 carrying
 //! `Retry-After`) are retried here; every other failure goes back to the caller, whose
 //! backoff decides when to ask again.
+//!
+//! Everything MAAS sends back is treated as untrusted: redirects are never followed (a
+//! followed 307 re-sends a signed POST wherever the region points, a followed 302 turns a
+//! POST into a GET that looks accepted), a `Retry-After` is capped at
+//! [`ClientSettings::max_retry_after`] whatever it says, and an error body is cut,
+//! escaped and stripped of our API key before it becomes part of an error.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -12,6 +18,8 @@ use bytes::Bytes;
 
 use super::api::{Method, Request};
 use super::auth::ApiKey;
+use super::escape::escape;
+use super::redact::Redactor;
 use super::stream::{ChunkReader, Coalesce};
 use crate::metrics::{KindLabels, Metrics};
 
@@ -35,8 +43,22 @@ pub enum MaasError {
         op: String,
         path: String,
         code: u16,
+        /// The start of the body, on one line, escaped, with our key removed.
         body: String,
+        /// MAAS's hint, already capped at the client's maximum.
         retry_after: Option<Duration>,
+        /// The form fields a 400 refused (`distro_series`, `hwe_kernel`, `preseed`...):
+        /// a validation error that no re-read can fix.
+        refused_fields: Option<String>,
+    },
+    /// MAAS (or something in front of it) answered 3xx. Never followed: the request may
+    /// be signed and mutating, and the new location is not ours to trust.
+    #[error("{op} {path}: MAAS answered {code} redirecting to `{location}`; redirects are not followed (check maas.url)")]
+    Redirect {
+        op: String,
+        path: String,
+        code: u16,
+        location: String,
     },
     #[error("{op} {path}: unusable answer: {reason}")]
     Parse {
@@ -51,6 +73,10 @@ pub enum MaasError {
 pub enum ErrorClass {
     /// The machine is not in the state we thought: re-read it, do not resend blindly.
     WrongState,
+    /// MAAS's form validation refused a field of the request (a 400 naming
+    /// `distro_series`, `hwe_kernel`, `network`... or `Failed to render preseed`): the
+    /// same request fails again until the configuration or the machine changes.
+    Validation,
     /// The key was refused: nothing will work until an operator fixes it.
     Auth,
     /// The machine is gone.
@@ -64,6 +90,11 @@ pub enum ErrorClass {
 impl MaasError {
     pub fn class(&self) -> ErrorClass {
         match self {
+            MaasError::Status {
+                code: 400,
+                refused_fields: Some(_),
+                ..
+            } => ErrorClass::Validation,
             MaasError::Status { code, .. } => match code {
                 409 | 400 => ErrorClass::WrongState,
                 401 | 403 => ErrorClass::Auth,
@@ -77,8 +108,25 @@ impl MaasError {
 
     pub fn code(&self) -> u16 {
         match self {
-            MaasError::Status { code, .. } => *code,
+            MaasError::Status { code, .. } | MaasError::Redirect { code, .. } => *code,
             _ => 0,
+        }
+    }
+
+    /// Whether a mutating request may have been applied even though no answer came
+    /// back (it timed out, or the connection broke): only a fresh read can tell.
+    pub fn outcome_unknown(&self) -> bool {
+        matches!(
+            self,
+            MaasError::Timeout { .. } | MaasError::Transport { .. }
+        )
+    }
+
+    /// The fields MAAS's validation refused, for a [`ErrorClass::Validation`] error.
+    pub fn refused_fields(&self) -> Option<&str> {
+        match self {
+            MaasError::Status { refused_fields, .. } => refused_fields.as_deref(),
+            _ => None,
         }
     }
 
@@ -105,7 +153,8 @@ pub struct ClientSettings {
     pub max_body: usize,
     /// How many times a 503/409 carrying `Retry-After` is tried again.
     pub hinted_retries: u32,
-    /// Upper bound on a `Retry-After` wait.
+    /// Upper bound on any wait MAAS asks for with `Retry-After` (the controller passes
+    /// `limits.retry_cap`): a hostile or broken region cannot suspend us for decades.
     pub max_retry_after: Duration,
     /// TLS settings for an https:// region (system roots plus the operator's CA file).
     pub tls: Option<Arc<rustls::ClientConfig>>,
@@ -117,6 +166,7 @@ pub struct MaasClient {
     http: awc::Client,
     settings: Arc<ClientSettings>,
     metrics: Arc<Metrics>,
+    redactor: Redactor,
 }
 
 impl MaasClient {
@@ -127,6 +177,7 @@ impl MaasClient {
         }
         let http = awc::Client::builder()
             .disable_timeout()
+            .disable_redirects()
             .no_default_headers()
             .add_default_header((
                 "User-Agent",
@@ -136,6 +187,7 @@ impl MaasClient {
             .finish();
         MaasClient {
             http,
+            redactor: Redactor::for_key(&settings.key),
             settings: Arc::new(settings),
             metrics,
         }
@@ -143,6 +195,11 @@ impl MaasClient {
 
     pub fn settings(&self) -> &ClientSettings {
         &self.settings
+    }
+
+    /// Strips our key from any text that came from MAAS (for callers keeping answers).
+    pub fn redactor(&self) -> &Redactor {
+        &self.redactor
     }
 
     pub fn api(&self) -> super::Api {
@@ -298,18 +355,32 @@ impl MaasClient {
             if status.is_success() {
                 let n = body.len() as u64;
                 Ok((Answer::Body(body), n))
+            } else if status.is_redirection() {
+                let location = resp
+                    .headers()
+                    .get("Location")
+                    .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+                    .unwrap_or_default();
+                Err(MaasError::Redirect {
+                    op: op.clone(),
+                    path: path.clone(),
+                    code: status.as_u16(),
+                    location: self.redactor.redact(&escape(&location)),
+                })
             } else {
                 let retry_after = resp
                     .headers()
                     .get("Retry-After")
                     .and_then(|v| v.to_str().ok())
-                    .and_then(|v| v.trim().parse::<u64>().ok())
-                    .map(Duration::from_secs);
+                    .and_then(|v| parse_retry_after(v, std::time::SystemTime::now()))
+                    .map(|d| d.min(self.settings.max_retry_after));
+                let code = status.as_u16();
                 Err(MaasError::Status {
                     op: op.clone(),
                     path: path.clone(),
-                    code: status.as_u16(),
-                    body: snippet(&body),
+                    code,
+                    refused_fields: (code == 400).then(|| refused_fields(&body)).flatten(),
+                    body: self.redactor.redact(&snippet(&body)),
                     retry_after,
                 })
             }
@@ -397,9 +468,81 @@ enum Answer<T> {
     Parsed(T),
 }
 
-/// The first 300 characters of an error body, on one line.
+/// The first 300 characters of an error body, on one line, other controls escaped.
 pub fn snippet(body: &[u8]) -> String {
     let s = String::from_utf8_lossy(body);
     let s: String = s.chars().take(300).collect();
-    s.replace(['\n', '\r'], " ").trim().to_string()
+    escape(s.replace(['\n', '\r'], " ").trim())
+}
+
+/// `Retry-After` as RFC 9110 allows it: delay-seconds or an HTTP-date. A date in the
+/// past means now; a value that is neither is ignored. The caller caps the result.
+pub fn parse_retry_after(value: &str, now: std::time::SystemTime) -> Option<Duration> {
+    let v = value.trim();
+    if !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()) {
+        // Too many digits for a u64 is still "a very long time", not "no hint".
+        return Some(Duration::from_secs(v.parse::<u64>().unwrap_or(u64::MAX)));
+    }
+    let at = httpdate::parse_http_date(v).ok()?;
+    Some(at.duration_since(now).unwrap_or(Duration::ZERO))
+}
+
+/// Which fields a 400 refused: the keys of MAAS's form-error object other than
+/// `__all__` (which is MAAS's "not in this state"), or `preseed` for `Failed to render
+/// preseed`. `None` means the 400 is about the machine's state, not our request.
+fn refused_fields(body: &[u8]) -> Option<String> {
+    if let Ok(serde_json::Value::Object(map)) = serde_json::from_slice::<serde_json::Value>(body) {
+        let fields: Vec<String> = map
+            .keys()
+            .filter(|k| k.as_str() != "__all__")
+            .map(|k| escape(k))
+            .collect();
+        return (!fields.is_empty()).then(|| fields.join(","));
+    }
+    let text = String::from_utf8_lossy(body);
+    text.contains("Failed to render preseed")
+        .then(|| "preseed".to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{SystemTime, UNIX_EPOCH};
+
+    #[test]
+    fn retry_after_takes_seconds_and_dates_and_survives_huge_values() {
+        let now = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        assert_eq!(parse_retry_after("5", now), Some(Duration::from_secs(5)));
+        assert_eq!(
+            parse_retry_after("18446744073709551615", now),
+            Some(Duration::from_secs(u64::MAX))
+        );
+        assert_eq!(
+            parse_retry_after("99999999999999999999999", now),
+            Some(Duration::from_secs(u64::MAX))
+        );
+        let date = httpdate::fmt_http_date(now + Duration::from_secs(30));
+        assert_eq!(parse_retry_after(&date, now), Some(Duration::from_secs(30)));
+        let past = httpdate::fmt_http_date(now - Duration::from_secs(30));
+        assert_eq!(parse_retry_after(&past, now), Some(Duration::ZERO));
+        assert_eq!(parse_retry_after("soon", SystemTime::now()), None);
+        assert_eq!(parse_retry_after("-1", SystemTime::now()), None);
+    }
+
+    #[test]
+    fn a_400_naming_fields_is_a_validation_error_and_all_is_wrong_state() {
+        let f = |b: &str| refused_fields(b.as_bytes());
+        assert_eq!(
+            f(r#"{"distro_series": ["'noble' is not a valid distro_series."]}"#).as_deref(),
+            Some("distro_series")
+        );
+        assert_eq!(f(r#"{"hwe_kernel": ["x"]}"#).as_deref(), Some("hwe_kernel"));
+        assert_eq!(f(r#"{"network": ["x"]}"#).as_deref(), Some("network"));
+        assert_eq!(
+            f("Failed to render preseed: no template").as_deref(),
+            Some("preseed")
+        );
+        assert_eq!(f(r#"{"__all__": ["Commission is not available"]}"#), None);
+        assert_eq!(f("Unrecognised signature: method=POST op=x"), None);
+    }
 }

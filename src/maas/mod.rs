@@ -5,13 +5,16 @@
 pub mod api;
 pub mod auth;
 pub mod client;
+pub mod escape;
 pub mod intern;
 pub mod model;
+pub mod redact;
 pub mod status;
 pub mod stream;
 
 pub use api::{Api, ApiVersion, DeployParams, Method, Request};
 pub use auth::ApiKey;
 pub use client::{ClientSettings, ErrorClass, MaasClient, MaasError};
+pub use escape::Escaped;
 pub use model::{parse_machine, parse_machine_list, Machine, ParsedList};
 pub use status::{NodeStatus, PowerState};

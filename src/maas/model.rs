@@ -4,14 +4,50 @@
 //! without allocation. Every field that an older or newer MAAS may omit or send as
 //! `null` is optional, and both the API 2.0 machine shape and the API 1.0 node shape
 //! (folded `status` + `substatus`, FQDN `hostname`, `macaddress_set`) parse into it.
+//!
+//! Parsing is also where MAAS's data is checked before anything acts on it: a
+//! system_id must be one MAAS could have generated (it becomes part of every URL we
+//! sign), and every address must parse as an IP (it becomes a provisioning argument).
+//! A machine that fails is kept, marked [`Machine::invalid`] with the reason, so that it
+//! is listed and held for an operator instead of being silently dropped or acted on.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use std::net::IpAddr;
+
 use serde::{Deserialize, Deserializer};
 
+use super::escape::Escaped;
 pub use super::status::{NodeStatus, PowerState};
 use super::{intern, ApiVersion};
+
+/// The longest system_id MAAS has generated: `node-<uuid1>` (MAAS 1.x, 41 characters).
+const MAX_SYSTEM_ID: usize = 41;
+
+/// Whether `id` is a system_id MAAS could have generated. MAAS 2.0+ generates six
+/// characters from its `znums` alphabet (lowercase letters and digits,
+/// `generate_node_system_id` in `src/maasserver/models/node.py`); MAAS 1.x generated
+/// `node-<uuid1>`. So: 1 to 41 characters of `[a-z0-9-]`, not starting with `-`.
+/// Anything else (empty, `/`, `..`, `?`, whitespace, controls) would change the URL
+/// the id is put into.
+pub fn check_system_id(id: &str) -> Result<(), String> {
+    if id.is_empty() {
+        return Err("empty system_id".into());
+    }
+    if id.len() > MAX_SYSTEM_ID
+        || id.starts_with('-')
+        || !id
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+    {
+        return Err(format!(
+            "system_id `{}` is not one MAAS generates",
+            Escaped(&id.chars().take(64).collect::<String>())
+        ));
+    }
+    Ok(())
+}
 
 /// One machine as MAAS reported it at one moment: the compact at-rest record.
 ///
@@ -59,6 +95,9 @@ pub struct Machine {
     /// The pre-3.0 name of the same map; dropped when `workload_annotations` came too.
     #[serde(default, deserialize_with = "nullable")]
     pub owner_data: BTreeMap<String, String>,
+    /// Why this machine's data cannot be trusted (set by validation at parse time).
+    #[serde(skip)]
+    pub invalid: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -199,9 +238,30 @@ impl Machine {
             .map(String::as_str)
     }
 
-    /// Bring an API 1.0 node into the 2.0 shape (real status, short hostname) and drop
-    /// what a record does not need to keep.
+    /// Check what we will put into URLs and child processes; mark the machine invalid
+    /// with the first problem found.
+    fn validate(&mut self) {
+        self.invalid = if let Err(why) = check_system_id(&self.system_id) {
+            Some(why)
+        } else {
+            self.ip_addresses
+                .iter()
+                .map(String::as_str)
+                .chain(
+                    self.interface_set
+                        .iter()
+                        .flat_map(|i| i.links.iter())
+                        .filter_map(|l| l.ip_address.as_deref()),
+                )
+                .find(|ip| ip.trim().parse::<IpAddr>().is_err())
+                .map(|bad| format!("ip address `{}` is not an IP address", Escaped(bad)))
+        };
+    }
+
+    /// Bring an API 1.0 node into the 2.0 shape (real status, short hostname), validate,
+    /// and drop what a record does not need to keep.
     pub(crate) fn normalise(&mut self, version: ApiVersion) {
+        self.validate();
         if !self.workload_annotations.is_empty() {
             // MAAS 3.x sends the same map under both names.
             self.owner_data.clear();
@@ -304,5 +364,42 @@ mod tests {
         assert_eq!(m.hostname, "h1");
         assert_eq!(m.fqdn.as_deref(), Some("h1.maas"));
         assert_eq!(m.macs(), ["00:11:22:33:44:55"]);
+        assert_eq!(m.invalid, None);
+    }
+
+    #[test]
+    fn system_ids_outside_maas_alphabet_and_bad_ips_mark_the_machine_invalid() {
+        for ok in [
+            "4y3h7n",
+            "abc123",
+            "node-1",
+            "node-5f8a2c3e-1d2b-11e5-9b1f-00163e5b8e0c",
+        ] {
+            assert_eq!(check_system_id(ok), Ok(()), "{ok}");
+        }
+        for bad in [
+            "",
+            "..",
+            "a/b",
+            "a b",
+            "ABC",
+            "-rf",
+            "a?op=release",
+            "x\ny",
+            &"a".repeat(42),
+        ] {
+            assert!(check_system_id(bad).is_err(), "{bad:?}");
+        }
+        let body = br#"[{"system_id":"","status":0},{"system_id":"ok1","status":4,"ip_addresses":["-rf"]},
+            {"system_id":"ok2","status":4,"ip_addresses":["10.0.0.5","fe80::1"]},
+            {"system_id":"ok3","status":4,"interface_set":[{"id":1,"links":[{"id":2,"ip_address":"1.2.3"}]}]}]"#;
+        let p = parse_machine_list(body, ApiVersion::V2).unwrap();
+        let why: Vec<Option<&str>> = p.machines.iter().map(|m| m.invalid.as_deref()).collect();
+        assert_eq!(why[0], Some("empty system_id"));
+        assert!(why[1].unwrap().contains("`-rf`"), "{why:?}");
+        assert_eq!(why[2], None);
+        assert!(why[3].unwrap().contains("1.2.3"), "{why:?}");
+        let one = parse_machine(br#"{"system_id":"../x","status":4}"#, ApiVersion::V2).unwrap();
+        assert!(one.invalid.is_some());
     }
 }

@@ -72,7 +72,7 @@ pub async fn choose_ip(maas_ip: Option<&str>, fqdn: &str) -> Result<String, Prov
         Ok(mut addrs) => addrs
             .next()
             .map(|a| a.ip().to_string())
-            .ok_or_else(|| ProvisionError::NoIp(fqdn.to_string())),
-        Err(_) => Err(ProvisionError::NoIp(fqdn.to_string())),
+            .ok_or_else(|| ProvisionError::NoIp(crate::maas::escape::escape(fqdn))),
+        Err(_) => Err(ProvisionError::NoIp(crate::maas::escape::escape(fqdn))),
     }
 }

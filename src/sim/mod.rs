@@ -22,7 +22,7 @@ use actix_web::{web, App, HttpServer};
 pub use controllers::{ControllerKind, SimController};
 pub use images::{BootImages, SeriesImage};
 pub use provisioner::{ProvisionerConfig, ProvisionerRequest};
-pub use server::{Faults, SimConfig, SimState};
+pub use server::{Faults, RedirectFault, SimConfig, SimState};
 pub use world::{OpRecord, SimMachine, Timings, World};
 
 use crate::maas::NodeStatus;

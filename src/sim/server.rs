@@ -57,6 +57,30 @@ pub struct Faults {
     pub preseed_error_rate: f64,
     /// Only fault these paths' kinds: "all" (default), "list", "ops", "events".
     pub scope: Option<String>,
+    /// Send this `Retry-After` value verbatim instead of `retry_after_secs` (an
+    /// HTTP-date, a huge number, garbage).
+    pub retry_after_header: Option<String>,
+    /// Operations are applied, then answered only after `slow_ms` (a client that times
+    /// out first cannot know whether they were applied).
+    pub late_answer_rate: f64,
+    /// Operations are applied, then the connection is cut instead of answering.
+    pub cut_after_apply_rate: f64,
+    /// Answer mutating requests for one machine with a redirect.
+    pub redirect: Option<RedirectFault>,
+    /// Answer every signed request with MAAS 3.4's wrong-signature 401, which echoes the
+    /// region's token secret: `Invalid signature. Expected signature base string: &<secret>`.
+    pub echo_secret_401: bool,
+}
+
+/// A redirect injected for the mutating requests of one machine.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct RedirectFault {
+    pub system_id: String,
+    /// 301, 302, 303, 307 or 308.
+    pub code: u16,
+    /// The `Location` header, absolute or relative to the region.
+    pub location: String,
 }
 
 /// Settings of a simulated region.
@@ -271,6 +295,14 @@ pub async fn handle(
             return resp;
         }
     }
+    if let Some(resp) = hostile_answer(&call, &state) {
+        call.record(
+            &mut state.world.lock(),
+            hostile_sid(&call).as_deref(),
+            &resp,
+        );
+        return resp;
+    }
     if let Some((resp, code)) = inject_fault(&call, &state).await {
         if call.method != "GET" {
             let sid =
@@ -291,10 +323,66 @@ pub async fn handle(
     } else {
         dispatch_v2(&call, &state)
     };
+    let (late, cut) = {
+        let mut g = state.faults.lock();
+        let (f, rng) = &mut *g;
+        let op = fault_kind(&call) == "ops";
+        let mut roll = |p: f64| op && p > 0.0 && rng.gen_bool(p.clamp(0.0, 1.0));
+        (
+            roll(f.late_answer_rate).then_some(f.slow_ms),
+            roll(f.cut_after_apply_rate),
+        )
+    };
+    if let Some(ms) = late {
+        // Applied and logged already; the answer comes too late for an impatient client.
+        actix_rt::time::sleep(Duration::from_millis(ms)).await;
+    }
+    if cut {
+        // Applied and logged already; the client sees a broken connection.
+        let s = futures_util::stream::once(async {
+            Err::<Bytes, std::io::Error>(std::io::Error::other(
+                "connection cut after applying (injected)",
+            ))
+        });
+        return HttpResponse::Ok()
+            .content_type("application/json")
+            .streaming(s);
+    }
     if is_list(&call, v1) && resp.status() == StatusCode::OK {
         return corrupt_list(resp, &state).await;
     }
     resp
+}
+
+fn hostile_sid(call: &Call) -> Option<String> {
+    system_id_of(&call.rest).or_else(|| call.param("system_id").map(str::to_string))
+}
+
+/// The switched-on hostile answers that replace MAAS's own (see [`Faults`]).
+fn hostile_answer(call: &Call, state: &SimState) -> Option<HttpResponse> {
+    let f = state.faults.lock().0.clone();
+    let kind = fault_kind(call);
+    let in_scope = f.scope.as_deref().is_none_or(|s| s == "all" || s == kind);
+    if f.echo_secret_401 && in_scope {
+        let key = state.cfg.api_key.expose();
+        let secret = key.rsplit(':').next().unwrap_or_default();
+        return Some(text(
+            401,
+            format!(
+                "Authorization Error: 'Invalid signature. Expected signature base string: &{secret}'"
+            ),
+        ));
+    }
+    if let Some(r) = f.redirect.as_ref().filter(|_| call.method != "GET") {
+        if hostile_sid(call).as_deref() == Some(r.system_id.as_str()) {
+            return Some(
+                HttpResponse::build(StatusCode::from_u16(r.code).unwrap_or(StatusCode::FOUND))
+                    .insert_header(("Location", r.location.clone()))
+                    .finish(),
+            );
+        }
+    }
+    None
 }
 
 fn system_id_of(rest: &str) -> Option<String> {
@@ -446,7 +534,11 @@ async fn inject_fault(call: &Call, state: &SimState) -> Option<(HttpResponse, u1
         } else {
             None
         };
-        (outcome.map(|o| (o, f.retry_after_secs.max(1))), slow)
+        let retry = f
+            .retry_after_header
+            .clone()
+            .unwrap_or_else(|| f.retry_after_secs.max(1).to_string());
+        (outcome.map(|o| (o, retry)), slow)
     };
     if let Some(ms) = slow {
         actix_rt::time::sleep(Duration::from_millis(ms)).await;
@@ -472,11 +564,11 @@ async fn inject_fault(call: &Call, state: &SimState) -> Option<(HttpResponse, u1
             r#"{"count":1,"events":[{"username":"unknown","node":"","hostname":"","id":0,"level":"INFO","created":"","type":"Injected","description":"log reset (injected)"}],"next_uri":"","prev_uri":""}"#,
         ),
         409 => HttpResponse::Conflict()
-            .insert_header(("Retry-After", retry.to_string()))
+            .insert_header(("Retry-After", retry))
             .content_type("text/plain")
             .body("Conflict: database is locked (injected)"),
         503 => HttpResponse::ServiceUnavailable()
-            .insert_header(("Retry-After", retry.to_string()))
+            .insert_header(("Retry-After", retry))
             .content_type("text/plain")
             .body("Unable to connect to any rack controller (injected)"),
         5030 => text(503, "Power problem (injected)"),
