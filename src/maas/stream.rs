@@ -53,9 +53,6 @@ impl Coalesce {
     }
 }
 
-/// The most read from the body in one `read` call.
-const READ_BUFFER: usize = 64 * 1024;
-
 /// One item on the body channel: a chunk, or why the body could not be read to its end.
 pub type Chunk = Result<Bytes, io::Error>;
 
@@ -127,7 +124,10 @@ const NEAR_END: usize = 64;
 /// The part of the body not yet parsed.
 struct Window<R> {
     reader: R,
+    /// Read bytes are `buf[..end]`; the rest is room for the next read (kept, so a
+    /// refill does not zero memory again).
     buf: Vec<u8>,
+    end: usize,
     /// Where the unparsed bytes start in `buf`.
     pos: usize,
     /// The reader reported the end of the body.
@@ -149,7 +149,8 @@ impl<R: Read> Window<R> {
     fn new(reader: R, refill: usize) -> Self {
         Window {
             reader,
-            buf: Vec::with_capacity(2 * refill),
+            buf: Vec::new(),
+            end: 0,
             pos: 0,
             eof: false,
             refill,
@@ -158,25 +159,22 @@ impl<R: Read> Window<R> {
 
     /// Read at least [`REFILL`] more bytes (or to the end); drops what was parsed.
     fn refill(&mut self) -> JsonResult<()> {
-        self.buf.drain(..self.pos);
+        self.buf.copy_within(self.pos..self.end, 0);
+        self.end -= self.pos;
         self.pos = 0;
-        let want = self.buf.len() + self.refill;
-        while self.buf.len() < want {
-            let old = self.buf.len();
-            self.buf
-                .resize(want.max(old + READ_BUFFER.min(self.refill)), 0);
-            match self.reader.read(&mut self.buf[old..]) {
+        let want = self.end + self.refill;
+        if self.buf.len() < want {
+            self.buf.resize(want, 0);
+        }
+        while self.end < want {
+            match self.reader.read(&mut self.buf[self.end..want]) {
                 Ok(0) => {
-                    self.buf.truncate(old);
                     self.eof = true;
                     break;
                 }
-                Ok(n) => self.buf.truncate(old + n),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => self.buf.truncate(old),
-                Err(e) => {
-                    self.buf.truncate(old);
-                    return Err(serde_json::Error::io(e));
-                }
+                Ok(n) => self.end += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(serde_json::Error::io(e)),
             }
         }
         Ok(())
@@ -185,7 +183,7 @@ impl<R: Read> Window<R> {
     /// The next byte that is not JSON whitespace, without consuming it; `None` at the end.
     fn peek(&mut self) -> JsonResult<Option<u8>> {
         loop {
-            while let Some(&b) = self.buf.get(self.pos) {
+            while let Some(&b) = self.buf[..self.end].get(self.pos) {
                 if matches!(b, b' ' | b'\n' | b'\r' | b'\t') {
                     self.pos += 1;
                 } else {
@@ -250,13 +248,13 @@ impl<R: Read> Window<R> {
     /// Parse one element at `pos`, reading more of the body while the window ends in it.
     fn element(&mut self, index: usize, version: ApiVersion) -> JsonResult<Element> {
         loop {
-            let mut it =
-                serde_json::Deserializer::from_slice(&self.buf[self.pos..]).into_iter::<Machine>();
+            let mut it = serde_json::Deserializer::from_slice(&self.buf[self.pos..self.end])
+                .into_iter::<Machine>();
             let res = it.next();
             let used = it.byte_offset();
             match res {
                 // A value that ends exactly at the window's end may go on (a number): read on.
-                Some(Ok(_)) if self.pos + used == self.buf.len() && !self.eof => {}
+                Some(Ok(_)) if self.pos + used == self.end && !self.eof => {}
                 Some(Ok(mut m)) => {
                     self.pos += used;
                     m.normalise(version);
@@ -288,7 +286,7 @@ impl<R: Read> Window<R> {
         if e.is_eof() {
             return true;
         }
-        let slice = &self.buf[self.pos..];
+        let slice = &self.buf[self.pos..self.end];
         // serde_json counts lines and columns from 1; turn them into a byte offset.
         let line_start = if e.line() > 1 {
             slice
@@ -308,12 +306,12 @@ impl<R: Read> Window<R> {
     /// whole list.
     fn skip(&mut self, index: usize, version: ApiVersion) -> JsonResult<Element> {
         loop {
-            let mut it = serde_json::Deserializer::from_slice(&self.buf[self.pos..])
+            let mut it = serde_json::Deserializer::from_slice(&self.buf[self.pos..self.end])
                 .into_iter::<&RawValue>();
             let res = it.next();
             let used = it.byte_offset();
             match res {
-                Some(Ok(_)) if self.pos + used == self.buf.len() && !self.eof => {}
+                Some(Ok(_)) if self.pos + used == self.end && !self.eof => {}
                 Some(Ok(raw)) => {
                     // Typed once more from the whole element: the first attempt may have
                     // failed only because the window ended inside it.
