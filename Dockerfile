@@ -14,10 +14,14 @@
 #   SIGKILLs maas-flow while it waits for operations in flight.
 # - The key file must be readable by uid 10001 (the image's user), e.g.
 #   `chown 10001 maas_api_key && chmod 400 maas_api_key` on the host.
-# - /var/lib/maas-flow is a volume: local provisioning outcomes (provision.state_file)
-#   survive a new container.
+# - /var/lib/maas-flow is a volume and the state_dir (MAAS_FLOW_STATE_DIR): the
+#   provisioning journal survives a new container, so a success is never run again.
 
 FROM rust:1-bookworm AS build
+# protoc compiles etcd-client's gRPC definitions (leader election, [ha]).
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends protobuf-compiler \
+    && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 COPY src ./src
@@ -45,7 +49,8 @@ VOLUME ["/var/lib/maas-flow"]
 # publish it only on the host's loopback (-p 127.0.0.1:9090:9090).
 ENV MAAS_FLOW_CONFIG=/etc/maas-flow/maas-flow.toml \
     MAAS_FLOW_HTTP__LISTEN=0.0.0.0:9090 \
-    MAAS_FLOW_MAAS__API_KEY_FILE=/secrets/maas_api_key
+    MAAS_FLOW_MAAS__API_KEY_FILE=/secrets/maas_api_key \
+    MAAS_FLOW_STATE_DIR=/var/lib/maas-flow
 EXPOSE 9090
 # No curl in the image: maas-flow asks its own listener, wherever http.listen puts it.
 HEALTHCHECK --interval=30s --timeout=5s --start-period=10s --retries=3 \

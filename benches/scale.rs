@@ -218,6 +218,8 @@ async fn run(s: &Scenario) -> Row {
         ("log.level".into(), "warn".into()),
     ];
     o.push(("maas.list_timeout".into(), "300s".into()));
+    let state = tempfile::tempdir().unwrap();
+    o.push(("state_dir".into(), state.path().display().to_string()));
     let cfg = config::load(&Sources {
         file: None,
         env: vec![],
@@ -332,7 +334,7 @@ async fn soak(seconds: u64) {
             "0.005",
         ],
     );
-    let o: Vec<(String, String)> = vec![
+    let mut o: Vec<(String, String)> = vec![
         ("maas.url".into(), sim.url.clone()),
         ("maas.api_key".into(), sim.key.clone()),
         ("maas.period".into(), "5s".into()),
@@ -348,6 +350,8 @@ async fn soak(seconds: u64) {
         ("http.listen".into(), "".into()),
         ("log.level".into(), "error".into()),
     ];
+    let state = tempfile::tempdir().unwrap();
+    o.push(("state_dir".into(), state.path().display().to_string()));
     let cfg = config::load(&Sources {
         file: None,
         env: vec![],

@@ -31,11 +31,15 @@ pub struct Settings {
     pub http: HttpSettings,
     pub log: LogSettings,
     pub tls: TlsSettings,
+    pub ha: HaSettings,
     /// Log every action that would be taken; send no mutating request.
     pub preview: bool,
     /// How long in-flight operations may finish after SIGTERM/SIGINT.
     #[serde(with = "humantime_serde")]
     pub shutdown_grace: Duration,
+    /// Where local durable state (the provisioning journal) lives. Unset: the
+    /// platform's place, see [`default_state_dir`].
+    pub state_dir: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -96,13 +100,17 @@ pub struct ProvisionSettings {
     pub ttl: Duration,
     #[serde(with = "humantime_serde")]
     pub poll_interval: Option<Duration>,
+    /// The first wait before asking about a new HTTP job; doubles up to `poll_interval`.
+    #[serde(with = "humantime_serde")]
+    pub first_poll: Duration,
     #[serde(with = "humantime_serde")]
     pub retry_base: Duration,
     #[serde(with = "humantime_serde")]
     pub retry_cap: Duration,
     pub max_attempts: u32,
     pub max_concurrent: usize,
-    /// Local outcome store (always used with API 1.0).
+    /// The provisioning journal's file, instead of `journal.jsonl` under `state_dir`
+    /// (kept from when this was the optional outcome file; an old file is migrated).
     pub state_file: Option<String>,
     /// Keep at most this many bytes of a script's output.
     pub output_limit: usize,
@@ -149,6 +157,79 @@ pub struct TlsSettings {
     pub ca_file: Option<String>,
 }
 
+/// High availability: several replicas, one leader elected on etcd (see `src/ha/`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HaSettings {
+    /// `none` (one replica, today's behaviour) or `etcd`.
+    pub backend: String,
+    /// etcd client URLs; a list, or one string with commas (environment variables).
+    #[serde(deserialize_with = "string_or_list")]
+    pub etcd_endpoints: Vec<String>,
+    /// The election's name in etcd: one election per MAAS region.
+    pub election: String,
+    /// The lease's time to live (whole seconds): how long a dead leader blocks failover.
+    #[serde(with = "humantime_serde")]
+    pub lease_ttl: Duration,
+    /// This replica's name in the election; hostname and pid when unset.
+    pub identity: Option<String>,
+    /// etcd user (role-based access control); the password is read from `etcd_password_file`.
+    pub etcd_username: Option<String>,
+    pub etcd_password_file: Option<String>,
+    /// CA certificate (PEM) for https:// endpoints; the system roots when unset.
+    pub etcd_ca_file: Option<String>,
+    /// Client certificate and key (PEM) for etcd's `--client-cert-auth`.
+    pub etcd_cert_file: Option<String>,
+    pub etcd_key_file: Option<String>,
+}
+
+impl Default for HaSettings {
+    fn default() -> Self {
+        HaSettings {
+            backend: "none".into(),
+            etcd_endpoints: vec!["http://127.0.0.1:2379".into()],
+            election: "maas-flow".into(),
+            lease_ttl: Duration::from_secs(15),
+            identity: None,
+            etcd_username: None,
+            etcd_password_file: None,
+            etcd_ca_file: None,
+            etcd_cert_file: None,
+            etcd_key_file: None,
+        }
+    }
+}
+
+/// A list of strings given either as a list (TOML) or as one comma-separated string
+/// (an environment variable or a flag).
+fn string_or_list<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    struct V;
+    impl<'de> serde::de::Visitor<'de> for V {
+        type Value = Vec<String>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a list of URLs or one string of comma-separated URLs")
+        }
+        fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
+            Ok(v.split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_string)
+                .collect())
+        }
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(
+            self,
+            mut a: A,
+        ) -> Result<Self::Value, A::Error> {
+            let mut out = Vec::new();
+            while let Some(s) = a.next_element::<String>()? {
+                out.push(s.trim().to_string());
+            }
+            Ok(out)
+        }
+    }
+    d.deserialize_any(V)
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LogSettings {
@@ -173,8 +254,10 @@ impl Default for Settings {
             http: HttpSettings::default(),
             log: LogSettings::default(),
             tls: TlsSettings::default(),
+            ha: HaSettings::default(),
             preview: false,
             shutdown_grace: Duration::from_secs(30),
+            state_dir: None,
         }
     }
 }
@@ -220,6 +303,7 @@ impl Default for ProvisionSettings {
             url: None,
             ttl: Duration::from_secs(3600),
             poll_interval: None,
+            first_poll: Duration::from_secs(1),
             retry_base: Duration::from_secs(30),
             retry_cap: Duration::from_secs(600),
             max_attempts: 5,
@@ -279,7 +363,7 @@ pub struct ConfigError {
 }
 
 /// One line per error, whatever the underlying library printed.
-fn bad(key: &str, problem: impl Into<String>) -> ConfigError {
+pub(crate) fn bad(key: &str, problem: impl Into<String>) -> ConfigError {
     let problem: String = problem.into();
     ConfigError {
         key: key.to_string(),
@@ -333,6 +417,10 @@ pub struct Config {
     pub deploy: DeployParams,
     pub mappings: Arc<HashMap<String, String>>,
     pub provisioner: ProvisionerKind,
+    /// Leader election, when `ha.backend` is not `none`.
+    pub ha: Option<crate::ha::HaConfig>,
+    /// The provisioning journal's file (`provision.state_file`, else under `state_dir`).
+    pub journal: Option<PathBuf>,
     pub warnings: Vec<String>,
 }
 
@@ -405,7 +493,12 @@ impl Sources {
 /// variable too: the operator looking at the file would otherwise not find the value.
 pub fn load(src: &Sources) -> Result<Config, ConfigError> {
     load_settings(src)
-        .and_then(validate)
+        .and_then(|mut settings| {
+            if non_empty(&settings.state_dir).is_none() {
+                settings.state_dir = default_state_dir(&src.env).map(|d| d.display().to_string());
+            }
+            validate(settings)
+        })
         .map_err(|e| name_the_source(e, src))
 }
 
@@ -784,6 +877,7 @@ fn validate(mut s: Settings) -> Result<Config, ConfigError> {
     if let Some(p) = s.provision.poll_interval {
         positive(&p, "provision.poll_interval")?;
     }
+    positive(&s.provision.first_poll, "provision.first_poll")?;
     if s.provision.max_attempts == 0 {
         return Err(bad("provision.max_attempts", "must be at least 1"));
     }
@@ -821,11 +915,17 @@ fn validate(mut s: Settings) -> Result<Config, ConfigError> {
     if let Some(ca) = non_empty(&s.tls.ca_file) {
         crate::tls::read_pem(ca).map_err(|e| bad("tls.ca_file", e.to_string()))?;
     }
-    if api_version == ApiVersion::V1
-        && s.provision.state_file.is_none()
-        && provisioner != ProvisionerKind::None
-    {
-        warnings.push("API 1.0 has no workload annotations: without provision.state_file a restart re-runs provisioning".into());
+    let ha = crate::ha::HaConfig::from_settings(&s.ha)?;
+    let journal = match (non_empty(&s.provision.state_file), non_empty(&s.state_dir)) {
+        (Some(f), _) => Some(PathBuf::from(f)),
+        (None, Some(d)) => Some(PathBuf::from(d).join(crate::provision::store::JOURNAL_FILE)),
+        (None, None) => None,
+    };
+    if journal.is_none() && provisioner != ProvisionerKind::None {
+        return Err(bad(
+            "state_dir",
+            "no place for the provisioning journal: set state_dir (or STATE_DIRECTORY, XDG_STATE_HOME or HOME)",
+        ));
     }
 
     Ok(Config {
@@ -842,6 +942,8 @@ fn validate(mut s: Settings) -> Result<Config, ConfigError> {
         target,
         mappings: Arc::new(mappings),
         provisioner,
+        ha,
+        journal,
         warnings,
     })
 }
@@ -889,7 +991,7 @@ pub fn log_filter(level: &str) -> Result<String, ConfigError> {
     Ok(filter)
 }
 
-fn non_empty(v: &Option<String>) -> Option<&str> {
+pub(crate) fn non_empty(v: &Option<String>) -> Option<&str> {
     v.as_deref().map(str::trim).filter(|s| !s.is_empty())
 }
 
@@ -957,6 +1059,24 @@ fn load_mappings(text: &str) -> Result<HashMap<String, String>, ConfigError> {
         .into_iter()
         .map(|(mac, e)| (mac.to_ascii_lowercase(), e.hostname))
         .collect())
+}
+
+/// The state directory when `state_dir` is unset: `$STATE_DIRECTORY` (systemd's
+/// `StateDirectory=`, first entry), else `$XDG_STATE_HOME/maas-flow`, else
+/// `$HOME/.local/state/maas-flow`. The Docker image sets `MAAS_FLOW_STATE_DIR`.
+pub fn default_state_dir(env: &[(String, String)]) -> Option<PathBuf> {
+    let get = |k: &str| {
+        env.iter()
+            .find(|(n, v)| n == k && !v.trim().is_empty())
+            .map(|(_, v)| v.trim().to_string())
+    };
+    if let Some(d) = get("STATE_DIRECTORY") {
+        return d.split(':').next().map(PathBuf::from);
+    }
+    if let Some(d) = get("XDG_STATE_HOME") {
+        return Some(PathBuf::from(d).join("maas-flow"));
+    }
+    get("HOME").map(|h| PathBuf::from(h).join(".local/state/maas-flow"))
 }
 
 #[cfg(test)]

@@ -85,10 +85,7 @@ pub fn render(board: &Board) -> String {
     let s = board.summary();
     let now = SystemTime::now();
     let first = board.page(None, PAGE, |_| true);
-    let role = serde_json::to_value(&g)
-        .ok()
-        .and_then(|v| v.get("role").and_then(|r| r.as_str()).map(str::to_string))
-        .unwrap_or_else(|| "single".into());
+    let role = g.role.as_str();
     let transitional = serde_json::to_string(TRANSITIONAL).unwrap_or_default();
     let page = html! {
         (DOCTYPE)
@@ -104,6 +101,12 @@ pub fn render(board: &Board) -> String {
                     h1 { "maas-flow" }
                     span class="badge" { "v" (info.version) }
                     span class="badge" { "role: " span id="role" { (role) } }
+                    @if let Some(id) = &g.identity {
+                        span class="badge" {
+                            "replica " span id="identity" { (id) }
+                            " · leader " span id="leader" { (g.leader.as_deref().unwrap_or("none")) }
+                        }
+                    }
                     div class="meta" {
                         "MAAS " b id="maas-url" { (info.maas_url) }
                         " · user " b { (g.maas_user.as_deref().unwrap_or("?")) }

@@ -49,6 +49,8 @@ pub async fn run(opts: DemoOptions) -> i32 {
             return 1;
         }
     };
+    let state_dir = std::env::temp_dir().join(format!("maas-flow-demo-{}", std::process::id()));
+    let _cleanup = RemoveOnDrop(state_dir.clone());
     let mut overrides = vec![
         ("maas.url".to_string(), sim.base_url.clone()),
         ("maas.api_key".to_string(), sim.api_key()),
@@ -58,6 +60,8 @@ pub async fn run(opts: DemoOptions) -> i32 {
         ("provision.retry_base".to_string(), "1s".to_string()),
         ("http.listen".to_string(), "127.0.0.1:0".to_string()),
         ("limits.retry_base".to_string(), "500ms".to_string()),
+        // The demo's region lives only as long as the demo: so does its journal.
+        ("state_dir".to_string(), state_dir.display().to_string()),
     ];
     overrides.extend(opts.overrides);
     let cfg = match config::load(&Sources {
@@ -174,6 +178,15 @@ pub async fn run(opts: DemoOptions) -> i32 {
             );
         }
         1
+    }
+}
+
+/// Removes the demo's temporary state directory when the demo ends.
+struct RemoveOnDrop(std::path::PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
     }
 }
 

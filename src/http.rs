@@ -118,6 +118,19 @@ async fn healthz() -> HttpResponse {
 
 async fn readyz(s: web::Data<Shared>) -> HttpResponse {
     let g = s.board.global();
+    if g.role == crate::ha::Role::Standby {
+        // A standby is ready when it can take over: it reaches the coordination service.
+        return if g.election_connected == Some(false) {
+            HttpResponse::ServiceUnavailable()
+                .content_type("text/plain")
+                .body("not ready: standby, the coordination service (etcd) does not answer\n")
+        } else {
+            HttpResponse::Ok().content_type("text/plain").body(format!(
+                "ready: standby (leader: {})\n",
+                g.leader.as_deref().unwrap_or("none")
+            ))
+        };
+    }
     if g.polls_ok == 0 {
         HttpResponse::ServiceUnavailable()
             .content_type("text/plain")
@@ -131,6 +144,10 @@ async fn readyz(s: web::Data<Shared>) -> HttpResponse {
                 s.period,
                 g.last_poll_error.unwrap_or_default()
             ))
+    } else if g.identity.is_some() {
+        HttpResponse::Ok()
+            .content_type("text/plain")
+            .body("ready: leader\n")
     } else {
         HttpResponse::Ok()
             .content_type("text/plain")

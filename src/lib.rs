@@ -11,10 +11,12 @@
 
 pub mod actors;
 pub mod backoff;
+pub mod child;
 pub mod config;
 pub mod dashboard;
 pub mod demo;
 pub mod filter;
+pub mod ha;
 pub mod http;
 pub mod lifecycle;
 pub mod logging;

@@ -115,6 +115,12 @@ struct Flags {
     /// "text" or "json" [log.format].
     #[arg(long, global = true)]
     log_format: Option<String>,
+    /// etcd endpoint for leader election; repeatable; sets ha.backend = "etcd" [ha.etcd_endpoints].
+    #[arg(long = "ha-etcd", value_name = "URL", global = true)]
+    ha_etcd: Vec<String>,
+    /// Election name, one per MAAS region [ha.election].
+    #[arg(long, value_name = "NAME", global = true)]
+    ha_election: Option<String>,
 }
 
 impl Flags {
@@ -139,6 +145,11 @@ impl Flags {
         put("http.listen", &self.listen);
         put("log.level", &self.log_level);
         put("log.format", &self.log_format);
+        put("ha.election", &self.ha_election);
+        if !self.ha_etcd.is_empty() {
+            o.push(("ha.backend".into(), "etcd".into()));
+            o.push(("ha.etcd_endpoints".into(), self.ha_etcd.join(",")));
+        }
         if self.always_rename {
             o.push(("lifecycle.always_rename".into(), "true".into()));
         }
@@ -344,6 +355,18 @@ async fn serve(cfg: config::Config) -> ExitCode {
         provisioner = %cfg.provisioner, max_ops_in_flight = s.limits.max_ops_in_flight,
         "maas-flow starting"
     );
+    if let Some(ha) = &cfg.ha {
+        return match maas_flow::ha::replica::serve(&cfg, ha).await {
+            Ok(()) => {
+                tracing::info!("stopped");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                tracing::error!("{e}");
+                ExitCode::from(1)
+            }
+        };
+    }
     let grace = s.shutdown_grace;
     let ctrl = tokio::select! {
         c = maas_flow::run::start(&cfg) => match c {

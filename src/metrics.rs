@@ -82,6 +82,8 @@ pub struct Metrics {
     pub events_seen: Counter,
     pub deltas: Counter,
     pub fallbacks: Family<KindLabels, Counter>,
+    /// Leader election (`maas_flow_leader`, leadership changes, lease renewal failures).
+    pub ha: crate::ha::campaign::HaMetrics,
     /// Operations MAAS's validation refused, by action and refused field.
     pub refusals: Family<RefusalLabels, Counter>,
 }
@@ -116,6 +118,7 @@ impl Metrics {
             events_seen: Counter::default(),
             deltas: Counter::default(),
             fallbacks: Family::default(),
+            ha: Default::default(),
             refusals: Family::default(),
             registry: Registry::with_prefix("maas_flow"),
         };
@@ -192,6 +195,21 @@ impl Metrics {
             "fallbacks",
             "Fallbacks from the event feed to a full list, by reason",
             m.fallbacks.clone(),
+        );
+        registry.register(
+            "leader",
+            "1 while this replica is the leader and acts, 0 on a standby",
+            m.ha.leader.clone(),
+        );
+        registry.register(
+            "leadership_changes",
+            "Times this replica became or stopped being the leader",
+            m.ha.leadership_changes.clone(),
+        );
+        registry.register(
+            "lease_renewal_failures",
+            "Election lease renewals that failed or timed out",
+            m.ha.lease_renewal_failures.clone(),
         );
         registry.register(
             "refusals",

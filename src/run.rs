@@ -13,6 +13,7 @@ use tracing::{error, info, warn};
 use crate::actors::{Deps, Poller, PowerHelper, ProvisionDeps, Supervisor};
 use crate::backoff::Backoff;
 use crate::config::{Config, ProvisionerKind};
+use crate::ha::Fence;
 use crate::maas::{ApiVersion, ClientSettings, MaasClient};
 use crate::metrics::Metrics;
 use crate::provision::http::HttpProvisioner;
@@ -47,11 +48,8 @@ pub enum StartError {
         addr: String,
         source: std::io::Error,
     },
-    #[error("cannot open provision.state_file {path}: {source}")]
-    StateFile {
-        path: String,
-        source: std::io::Error,
-    },
+    #[error("cannot open the provisioning journal: {0}")]
+    Journal(#[source] crate::provision::store::JournalError),
     #[error("cannot learn our MAAS username: {0}")]
     Identity(String),
 }
@@ -135,9 +133,31 @@ async fn whoami(client: &MaasClient, period: Duration) -> Result<String, StartEr
 
 /// Start everything. Must run inside an actix system.
 pub async fn start(cfg: &Config) -> Result<Controller, StartError> {
-    let s = &cfg.settings;
     let metrics = Arc::new(Metrics::new());
     let board = Arc::new(Board::default());
+    // A single replica is always the leader.
+    metrics.ha.leader.set(1);
+    let (http_addr, http) = listen(cfg, board.clone(), metrics.clone())?;
+    let Actors { poller, supervisor } =
+        start_actors(cfg, board.clone(), metrics.clone(), Fence::unfenced()).await?;
+    Ok(Controller {
+        poller,
+        supervisor,
+        board,
+        metrics,
+        http_addr,
+        http,
+    })
+}
+
+/// Describe this controller on the board and start the status listener (`http.listen`;
+/// none when empty).
+pub fn listen(
+    cfg: &Config,
+    board: Arc<Board>,
+    metrics: Arc<Metrics>,
+) -> Result<(Option<SocketAddr>, Option<actix_web::dev::ServerHandle>), StartError> {
+    let s = &cfg.settings;
     board.set_info(crate::status::Info {
         version: env!("CARGO_PKG_VERSION").to_string(),
         maas_url: crate::status::masked_url(&cfg.maas_base),
@@ -145,23 +165,34 @@ pub async fn start(cfg: &Config) -> Result<Controller, StartError> {
         filter: serde_json::to_string(cfg.filter.spec()).unwrap_or_default(),
         period_seconds: s.maas.period.as_secs_f64(),
     });
-    let (http_addr, http) = if s.http.listen.is_empty() {
-        (None, None)
-    } else {
-        let (addr, handle) = crate::http::start(
-            &s.http.listen,
-            board.clone(),
-            metrics.clone(),
-            s.maas.period,
-        )
+    if s.http.listen.is_empty() {
+        return Ok((None, None));
+    }
+    let (addr, handle) = crate::http::start(&s.http.listen, board, metrics, s.maas.period)
         .map_err(|source| StartError::Listen {
             addr: s.http.listen.clone(),
             source,
         })?;
-        info!(%addr, "status listener up: /healthz /readyz /metrics /api/v1/machines /");
-        (Some(addr), Some(handle))
-    };
-    let client = client_for(cfg, metrics.clone());
+    info!(%addr, "status listener up: /healthz /readyz /metrics /api/v1/machines /");
+    Ok((Some(addr), Some(handle)))
+}
+
+/// The actors that act on MAAS: started on every win of the election (or once without HA).
+pub struct Actors {
+    pub poller: Addr<Poller>,
+    pub supervisor: Addr<Supervisor>,
+}
+
+/// Learn who we are in MAAS and start the poller, supervisor and node actors, as a
+/// fresh start: every MAAS request and provisioning start passes `fence` first.
+pub async fn start_actors(
+    cfg: &Config,
+    board: Arc<Board>,
+    metrics: Arc<Metrics>,
+    fence: Fence,
+) -> Result<Actors, StartError> {
+    let s = &cfg.settings;
+    let client = client_for(cfg, metrics.clone()).with_fence(fence);
     let me = match s.maas.username.as_deref().filter(|u| !u.is_empty()) {
         Some(u) => u.to_string(),
         None => whoami(&client, s.maas.period).await?,
@@ -169,28 +200,29 @@ pub async fn start(cfg: &Config) -> Result<Controller, StartError> {
     info!(user = %crate::maas::Escaped(&me), "acting as MAAS user");
     board.with_global(|g| g.maas_user = Some(me.clone()));
     let policy = cfg.policy(&me);
-    let store = match &s.provision.state_file {
-        Some(p) if !p.is_empty() => Some(Arc::new(FileStore::open(p).map_err(|source| {
-            StartError::StateFile {
-                path: p.clone(),
-                source,
-            }
-        })?)),
+    let store = match (&cfg.journal, &cfg.provisioner) {
+        (Some(path), kind) if *kind != ProvisionerKind::None => Some(Arc::new(
+            FileStore::open(path, &cfg.maas_base).map_err(StartError::Journal)?,
+        )),
         _ => None,
     };
+    let scrub = crate::child::Scrub::for_key(&cfg.api_key);
     let provisioner = match &cfg.provisioner {
         ProvisionerKind::None => None,
         ProvisionerKind::Script(path) => Some(Provisioner::Script(ScriptProvisioner {
             path: path.clone(),
             ttl: s.provision.ttl,
             output_limit: s.provision.output_limit,
+            scrub: scrub.clone(),
         })),
         ProvisionerKind::Http(url) => Some(Provisioner::Http(HttpProvisioner::new(
             url.clone(),
             s.provision.poll_interval.unwrap_or(s.maas.period),
+            s.provision.first_poll,
             s.provision.ttl,
             s.maas.request_timeout,
             tls_for(cfg),
+            metrics.clone(),
         ))),
     };
     let deps = Rc::new(Deps {
@@ -218,6 +250,7 @@ pub async fn start(cfg: &Config) -> Result<Controller, StartError> {
                 script: p.into(),
                 user: s.lifecycle.power_helper_user.clone().unwrap_or_default(),
                 timeout: s.maas.request_timeout,
+                scrub: scrub.clone(),
             }),
         board: board.clone(),
         metrics: metrics.clone(),
@@ -240,12 +273,5 @@ pub async fn start(cfg: &Config) -> Result<Controller, StartError> {
         poller = poller.with_event_feed(s.events.interval);
     }
     let poller = poller.start();
-    Ok(Controller {
-        poller,
-        supervisor,
-        board,
-        metrics,
-        http_addr,
-        http,
-    })
+    Ok(Actors { poller, supervisor })
 }

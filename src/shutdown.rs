@@ -4,8 +4,10 @@
 use std::time::{Duration, Instant};
 
 use crate::actors::supervisor::RetireAll;
-use crate::actors::StopPolling;
+use crate::actors::{Poller, StopPolling, Supervisor};
 use crate::run::Controller;
+use crate::status::Board;
+use actix::Addr;
 
 /// Wait for SIGTERM or SIGINT; returns the signal's name.
 pub async fn signal() -> &'static str {
@@ -27,11 +29,22 @@ pub async fn signal() -> &'static str {
 /// Stop polling, retire every machine actor, and wait for in-flight work up to `grace`.
 /// Returns how many operations were still in flight when the grace period ended.
 pub async fn drain(ctrl: &Controller, grace: Duration) -> usize {
-    let _ = ctrl.poller.send(StopPolling).await;
-    let _ = ctrl.supervisor.send(RetireAll).await;
+    drain_actors(&ctrl.poller, &ctrl.supervisor, &ctrl.board, grace).await
+}
+
+/// [`drain`] for actors started on their own (an HA leader's term).
+pub async fn drain_actors(
+    poller: &Addr<Poller>,
+    supervisor: &Addr<Supervisor>,
+    board: &Board,
+    grace: Duration,
+) -> usize {
+    let _ = poller.send(StopPolling).await;
+    let _ = supervisor.send(RetireAll).await;
+    let ctrl = board;
     let deadline = crate::backoff::instant_after(grace);
     loop {
-        let n = ctrl.board.in_flight();
+        let n = ctrl.in_flight();
         if n == 0 || Instant::now() >= deadline {
             return n;
         }

@@ -77,6 +77,14 @@ pub struct GlobalView {
     pub machines_in_list: usize,
     pub machines_selected: usize,
     pub maas_user: Option<String>,
+    /// HA: `leader` (acting) or `standby`; always `leader` without HA.
+    pub role: crate::ha::Role,
+    /// HA: this replica's identity in the election (unset without HA).
+    pub identity: Option<String>,
+    /// HA: the identity of the replica that leads now, as etcd reports it.
+    pub leader: Option<String>,
+    /// HA: whether the coordination service (etcd) answered the last request.
+    pub election_connected: Option<bool>,
     #[serde(skip)]
     pub first_list_at: Option<Instant>,
 }
@@ -203,6 +211,20 @@ impl Board {
         if v.transitions.len() > MAX_TRANSITIONS {
             v.transitions.remove(0);
         }
+    }
+
+    /// Forget every machine and every list statistic (HA stand-down: a standby holds
+    /// no machine state); the role fields stay.
+    pub fn clear_machines(&self) {
+        self.machines.write().clear();
+        let mut g = self.global.write();
+        *g = GlobalView {
+            role: g.role,
+            identity: g.identity.take(),
+            leader: g.leader.take(),
+            election_connected: g.election_connected,
+            ..GlobalView::default()
+        };
     }
 
     pub fn remove(&self, system_id: &str) {

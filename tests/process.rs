@@ -25,7 +25,8 @@ fn spawn(sim: &Sim, dir: &Path, script: &str, period: &str) -> Child {
     std::fs::write(
         &cfg,
         format!(
-            "shutdown_grace = \"10s\"\n[maas]\nurl = \"{}\"\napi_key = \"{}\"\nperiod = \"{period}\"\n[provision]\nscript = \"{script}\"\nretry_base = \"200ms\"\nretry_cap = \"1s\"\n[limits]\nretry_base = \"100ms\"\nretry_cap = \"1s\"\n[http]\nlisten = \"\"\n[log]\nlevel = \"warn\"\n",
+            "shutdown_grace = \"10s\"\nstate_dir = \"{}/state\"\n[maas]\nurl = \"{}\"\napi_key = \"{}\"\nperiod = \"{period}\"\n[provision]\nscript = \"{script}\"\nretry_base = \"200ms\"\nretry_cap = \"1s\"\n[limits]\nretry_base = \"100ms\"\nretry_cap = \"1s\"\n[http]\nlisten = \"\"\n[log]\nlevel = \"warn\"\n",
+            dir.display(),
             sim.base_url,
             sim.api_key()
         ),
@@ -184,7 +185,8 @@ async fn the_api_key_never_appears_in_logs_or_output() {
         std::fs::write(
             &cfg,
             format!(
-                "[maas]\nurl = \"{}\"\napi_key = \"{secret}\"\nperiod = \"200ms\"\n[provision]\nscript = \"{script}\"\nmax_attempts = 2\nretry_base = \"100ms\"\nretry_cap = \"200ms\"\n[http]\nlisten = \"127.0.0.1:0\"\n[log]\nlevel = \"trace\"\nformat = \"{format}\"\n",
+                "state_dir = \"{}/state\"\n[maas]\nurl = \"{}\"\napi_key = \"{secret}\"\nperiod = \"200ms\"\n[provision]\nscript = \"{script}\"\nmax_attempts = 2\nretry_base = \"100ms\"\nretry_cap = \"200ms\"\n[http]\nlisten = \"127.0.0.1:0\"\n[log]\nlevel = \"trace\"\nformat = \"{format}\"\n",
+                dir.path().display(),
                 sim.base_url
             ),
         )

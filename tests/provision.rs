@@ -485,3 +485,220 @@ async fn a_hung_run_delays_no_other_machine_and_no_poll() {
     stop(ctrl).await;
     sim.stop().await;
 }
+
+/// Issue 12.10: a provisioner that answers and then drips its body forever must not
+/// pin the machine in "running" nor hold the only provisioning slot.
+#[actix_rt::test]
+async fn a_dripping_provisioner_pins_neither_the_machine_nor_a_slot() {
+    let sim = start_sim(deployed_rack(&["drip-1", "ok-1"]), fast_timings());
+    let drip_id = sim.machines()[0].system_id.clone();
+    let ok_id = sim.machines()[1].system_id.clone();
+    sim.set_provisioner(ProvisionerConfig {
+        duration: Duration::from_millis(200),
+        drip: [drip_id.clone()].into_iter().collect(),
+        ..ProvisionerConfig::default()
+    });
+    let url = sim.provisioner_url();
+    let ctrl = start(
+        &sim,
+        &[
+            ("provision.url", url.as_str()),
+            ("provision.max_concurrent", "1"),
+            ("provision.ttl", "4s"),
+            ("provision.retry_base", "30s"),
+            ("provision.retry_cap", "30s"),
+            ("maas.request_timeout", "1s"),
+        ],
+    )
+    .await;
+    wait_for(
+        "the dripping machine to fail and the other to be provisioned",
+        Duration::from_secs(30),
+        || {
+            ctrl.board
+                .get(&drip_id)
+                .is_some_and(|v| v.provisioning == "failed")
+                && ctrl
+                    .board
+                    .get(&ok_id)
+                    .is_some_and(|v| v.provisioning == "provisioned")
+        },
+    )
+    .await;
+    let drip = ctrl.board.get(&drip_id).unwrap();
+    let err = drip.last_error.unwrap_or_default();
+    assert!(err.contains("no complete answer within"), "{err}");
+    stop(ctrl).await;
+    sim.stop().await;
+}
+
+/// Issue 12.11: completion is the script's exit, not the close of its output pipes.
+#[actix_rt::test]
+async fn a_script_that_leaves_a_background_process_completes_at_its_exit() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().display().to_string();
+    // The background sleep keeps the script's stdout and stderr open for 300 s.
+    let s = script(
+        dir.path(),
+        "bg.sh",
+        &format!("sleep 300 &\necho $! > '{out}/bg.$1'\necho \"$1\" >> '{out}/runs'\nexit 0"),
+    );
+    let sim = start_sim(deployed_rack(&["bg-1"]), fast_timings());
+    let id = sim.machines()[0].system_id.clone();
+    let ctrl = start(
+        &sim,
+        &[
+            ("provision.script", &s.display().to_string()),
+            ("provision.ttl", "5s"),
+        ],
+    )
+    .await;
+    let took = wait_for("provisioned", Duration::from_secs(20), || {
+        ctrl.board
+            .get(&id)
+            .is_some_and(|v| v.provisioning == "provisioned")
+    })
+    .await;
+    // Well inside the TTL: the output drain is 1 s.
+    assert!(took < Duration::from_secs(4), "took {took:?}");
+    assert_eq!(lines(&dir.path().join("runs")).len(), 1);
+    let view = ctrl.board.get(&id).unwrap();
+    assert!(view.last_error.is_none(), "{:?}", view.last_error);
+    stop(ctrl).await;
+    if let Some(pid) = lines(&dir.path().join(format!("bg.{id}")))
+        .first()
+        .and_then(|p| p.parse::<i32>().ok())
+    {
+        // SAFETY: kill(2) on the background sleep this test's script started.
+        unsafe {
+            libc::kill(pid, libc::SIGKILL);
+        }
+    }
+    sim.stop().await;
+}
+
+/// Issue 12.9: journal entries belong to one deployment. A machine released and
+/// deployed again while maas-flow was stopped is provisioned again, although the
+/// journal holds a success for its previous deployment.
+#[actix_rt::test]
+async fn a_redeploy_while_stopped_does_not_borrow_the_journal_entry() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().display().to_string();
+    let s = script(
+        dir.path(),
+        "count.sh",
+        &format!("echo \"$1\" >> '{out}/runs'"),
+    );
+    let state = dir.path().join("state").display().to_string();
+    let sim = start_sim(deployed_rack(&["re-1"]), fast_timings());
+    let id = sim.machines()[0].system_id.clone();
+    let first_install = sim.machines()[0].installation_result_id;
+    let extra = [
+        ("provision.script", s.display().to_string()),
+        ("state_dir", state.clone()),
+    ];
+    let extra: Vec<(&str, &str)> = extra.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let ctrl = start(&sim, &extra).await;
+    settle(&ctrl, Duration::from_secs(20)).await;
+    stop(ctrl).await;
+    assert_eq!(lines(&dir.path().join("runs")).len(), 1);
+    let journal = std::fs::read_to_string(
+        dir.path()
+            .join("state")
+            .join(maas_flow::provision::store::JOURNAL_FILE),
+    )
+    .unwrap();
+    assert!(
+        journal.contains(&id) && journal.contains(&sim.base_url),
+        "{journal}"
+    );
+
+    // Behind maas-flow's back: release, then deploy again (a new installation).
+    sim.with_world(|w| {
+        let i = w.find(&id).unwrap();
+        w.release(i, "maas-flow");
+    });
+    wait_for("Ready", Duration::from_secs(10), || {
+        sim.with_world(|w| w.advance(std::time::Instant::now()));
+        sim.status_of(&id) == Some(NodeStatus::Ready)
+    })
+    .await;
+    sim.with_world(|w| {
+        let i = w.find(&id).unwrap();
+        w.deploy(i, "maas-flow", &[]);
+    });
+    wait_for("Deployed again", Duration::from_secs(10), || {
+        sim.with_world(|w| w.advance(std::time::Instant::now()));
+        sim.status_of(&id) == Some(NodeStatus::Deployed)
+    })
+    .await;
+    assert_ne!(sim.machines()[0].installation_result_id, first_install);
+
+    let ctrl = start(&sim, &extra).await;
+    wait_for("provisioned again", Duration::from_secs(20), || {
+        lines(&dir.path().join("runs")).len() == 2
+            && ctrl
+                .board
+                .get(&id)
+                .is_some_and(|v| v.provisioning == "provisioned")
+    })
+    .await;
+    stop(ctrl).await;
+    sim.stop().await;
+}
+
+/// Issue 12.9: the outcome annotation does not queue behind new operations. MAAS takes
+/// 500 ms per operation and `limits.max_ops_in_flight` is 1, with 20 commissionings
+/// queued; the provisioned machine's annotation still arrives within a few seconds.
+#[actix_rt::test]
+async fn outcome_annotations_do_not_wait_behind_queued_operations() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().display().to_string();
+    let s = script(
+        dir.path(),
+        "stamp.sh",
+        &format!("sleep 0.2\ndate +%s.%N > '{out}/done'"),
+    );
+    let mut text = String::from("[[machine]]\nhostname = \"d1\"\nstatus = \"deployed\"\nowner = \"maas-flow\"\nips = [\"10.9.0.1\"]\n");
+    text.push_str("[[machine]]\nhostname = \"new\"\ncount = 20\n");
+    let sim = start_sim(scenario::parse_scenario(&text).unwrap(), fast_timings());
+    sim.set_faults(maas_flow::sim::Faults {
+        slow_rate: 1.0,
+        slow_ms: 500,
+        scope: Some("ops".into()),
+        ..maas_flow::sim::Faults::default()
+    });
+    let id = sim.machines()[0].system_id.clone();
+    let ctrl = start(
+        &sim,
+        &[
+            ("provision.script", &s.display().to_string()),
+            ("limits.max_ops_in_flight", "1"),
+        ],
+    )
+    .await;
+    wait_for("the script to finish", Duration::from_secs(20), || {
+        dir.path().join("done").exists()
+    })
+    .await;
+    let waited = wait_for("the annotation", Duration::from_secs(30), || {
+        sim.machines()
+            .iter()
+            .any(|m| m.system_id == id && m.annotations.contains_key("maas_flow_provisioned"))
+    })
+    .await;
+    let queued = accepted_ops(&sim)
+        .iter()
+        .filter(|(_, op)| op == "commission")
+        .count();
+    println!(
+        "annotation {waited:?} after the script finished; {queued} commissionings done by then"
+    );
+    assert!(
+        waited < Duration::from_secs(4),
+        "the annotation waited {waited:?} behind queued operations"
+    );
+    assert!(queued < 20, "operations were still queued: {queued}");
+    stop(ctrl).await;
+    sim.stop().await;
+}

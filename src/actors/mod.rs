@@ -52,6 +52,13 @@ pub struct Observed {
 #[rtype(result = "()")]
 pub struct Retire;
 
+/// Stop at once, without waiting for anything in flight: this replica's HA leadership
+/// lapsed and another may already act. Timers die with the actor; a running
+/// provisioning is killed (its process group) and counted as interrupted.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct StandDown;
+
 /// Stop polling (shutdown).
 #[derive(Message)]
 #[rtype(result = "()")]
@@ -92,6 +99,8 @@ pub struct PowerHelper {
     pub script: std::path::PathBuf,
     pub user: String,
     pub timeout: Duration,
+    /// What the helper's environment must not carry (the API key).
+    pub scrub: crate::child::Scrub,
 }
 
 pub type SharedDeps = Rc<Deps>;

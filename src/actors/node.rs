@@ -14,13 +14,15 @@ use actix::prelude::*;
 use tracing::{debug, error, info, warn, Span};
 use tracing_actix::ActorInstrument;
 
-use super::{Observed, Retire, SharedDeps};
+use super::{Observed, Retire, SharedDeps, StandDown};
 use crate::backoff::{instant_after, Backoff};
 use crate::lifecycle::{self, Action, ActionKind, Hold, Memo, Provision, Refusal, Step, Wait};
 use crate::maas::model::check_system_id;
 use crate::maas::{parse_machine, ErrorClass, Escaped, MaasError, Machine, NodeStatus, Request};
 use crate::provision::{
-    self, store::Record, Job, ProvisionError, ANNOTATION_ATTEMPTS, ANNOTATION_PROVISIONED,
+    self,
+    store::{DeploymentKey, Record},
+    Job, ProvisionError, ANNOTATION_ATTEMPTS, ANNOTATION_PROVISIONED,
 };
 use crate::status::{rfc3339, Board, MachineView};
 
@@ -221,7 +223,7 @@ impl NodeActor {
                 self.pending_record = Some(vec![(ANNOTATION_ATTEMPTS.to_string(), String::new())]);
             }
             if let Some(store) = self.deps.provision.as_ref().and_then(|p| p.store.clone()) {
-                persist(store, self.system_id.clone(), Record::default());
+                persist(store, self.deployment_key(), Some(Record::default()));
             }
         }
     }
@@ -239,12 +241,7 @@ impl NodeActor {
         }
         if let Some(p) = &self.deps.provision {
             if let Some(store) = p.store.clone() {
-                let id = self.system_id.clone();
-                actix_rt::task::spawn_blocking(move || {
-                    if let Err(e) = store.put(&id, None) {
-                        tracing::warn!(system_id = %id, error = %e, "cannot clear provisioning record");
-                    }
-                });
+                persist(store, self.deployment_key(), None);
             }
         }
         if self.deps.provision.is_some() && !self.deps.preview {
@@ -277,7 +274,17 @@ impl NodeActor {
         } else {
             0
         };
-        if let Some(r) = p.store.as_ref().and_then(|s| s.get(&self.system_id)) {
+        if let Some(r) = p.store.as_ref().and_then(|s| s.get(&self.deployment_key())) {
+            if let (Some(at), false) = (&r.provisioned_at, provisioned) {
+                // The journal has the success but MAAS does not (the annotation write
+                // was cut by a restart): finish recording it, never run it again.
+                if self.deps.annotations {
+                    self.pending_record = Some(vec![
+                        (ANNOTATION_PROVISIONED.to_string(), at.clone()),
+                        (ANNOTATION_ATTEMPTS.to_string(), String::new()),
+                    ]);
+                }
+            }
             provisioned |= r.provisioned_at.is_some();
             attempts = attempts.max(r.attempts);
             if r.last_error.is_some() {
@@ -292,6 +299,11 @@ impl NodeActor {
         } else {
             Provision::Pending
         };
+    }
+
+    /// The deployment this machine is in, as the provisioning journal keys it.
+    fn deployment_key(&self) -> DeploymentKey {
+        deployment_key(&self.deps, &self.machine)
     }
 
     fn evaluate(&mut self, ctx: &mut Context<Self>) {
@@ -515,6 +527,11 @@ impl NodeActor {
             }
             return;
         }
+        // HA fencing: a replica that is not (or no longer) the leader starts nothing.
+        if let Err(e) = self.deps.client.fence().check() {
+            warn!(error = %e, "not starting provisioning");
+            return;
+        }
         self.provision.phase = Provision::Running;
         self.provision.queued = true;
         self.in_flight = Some(ActionKind::Provision);
@@ -523,6 +540,7 @@ impl NodeActor {
         self.publish_in_flight();
         let m = self.machine.clone();
         let deps = self.deps.clone();
+        let failed_before = self.provision.attempts;
         let queue = permits
             .acquire_owned()
             .into_actor(self)
@@ -535,9 +553,19 @@ impl NodeActor {
                 act.publish_in_flight();
                 async move { (permit, m, deps) }.into_actor(act)
             });
-        let fut = queue.then(|(permit, m, deps), act, _| {
+        let fut = queue.then(move |(permit, m, deps), act, _| {
             async move {
-                let _permit = permit;
+                // The wait for a slot can be long: check the fence again right before the
+                // run. Not an attempt: nothing goes to the journal.
+                if let Err(e) = deps.client.fence().check() {
+                    drop(permit);
+                    let untouched = Record {
+                        provisioned_at: None,
+                        attempts: failed_before,
+                        last_error: None,
+                    };
+                    return (Err(ProvisionError::Fenced(e)), Duration::ZERO, untouched);
+                }
                 let started = Instant::now();
                 let fqdn = m.fqdn.clone().unwrap_or_else(|| m.hostname.clone());
                 let res = match provision::choose_ip(m.first_ip(), &fqdn).await {
@@ -555,13 +583,40 @@ impl NodeActor {
                     }
                     Err(e) => Err(e),
                 };
-                (res, started.elapsed())
+                drop(permit);
+                let took = started.elapsed();
+                // The verdict goes to the journal, and reaches the disk, before anything
+                // else happens with it: a restart after this point never runs it again.
+                let record = match &res {
+                    Ok(()) => Record {
+                        provisioned_at: Some(rfc3339(SystemTime::now())),
+                        attempts: 0,
+                        last_error: None,
+                    },
+                    Err(e) => Record {
+                        provisioned_at: None,
+                        attempts: failed_before + 1,
+                        last_error: Some(e.to_string()),
+                    },
+                };
+                if let Some(store) = deps.provision.as_ref().and_then(|p| p.store.clone()) {
+                    let key = deployment_key(&deps, &m);
+                    let rec = record.clone();
+                    match actix_rt::task::spawn_blocking(move || store.put(&key, Some(rec))).await {
+                        Ok(Ok(())) => {}
+                        Ok(Err(e)) => {
+                            tracing::error!(error = %e, "cannot write the provisioning journal")
+                        }
+                        Err(e) => tracing::error!(error = %e, "provisioning journal writer failed"),
+                    }
+                }
+                (res, took, record)
             }
             .into_actor(act)
         });
         ctx.spawn(
             fut.actor_instrument(self.span.clone())
-                .map(|(res, took), act, ctx| act.provision_done(res, took, ctx)),
+                .map(|(res, took, record), act, ctx| act.provision_done(res, took, record, ctx)),
         );
     }
 
@@ -569,6 +624,7 @@ impl NodeActor {
         &mut self,
         res: Result<(), ProvisionError>,
         took: Duration,
+        journaled: Record,
         ctx: &mut Context<Self>,
     ) {
         self.in_flight = None;
@@ -577,6 +633,13 @@ impl NodeActor {
         let Some(p) = &self.deps.provision else {
             return;
         };
+        if let Err(ProvisionError::Fenced(e)) = &res {
+            // Never started: not an attempt, nothing to record; the stand-down follows.
+            warn!(error = %e, "provisioning not started");
+            self.provision.phase = Provision::Pending;
+            self.publish_in_flight();
+            return;
+        }
         self.deps
             .metrics
             .provision_seconds
@@ -589,18 +652,9 @@ impl NodeActor {
                 self.provision.attempts = 0;
                 self.provision.last_error = None;
                 self.prov_backoff.reset();
-                let at = rfc3339(SystemTime::now());
-                if let Some(store) = p.store.clone() {
-                    persist(
-                        store,
-                        self.system_id.clone(),
-                        Record {
-                            provisioned_at: Some(at.clone()),
-                            attempts: 0,
-                            last_error: None,
-                        },
-                    );
-                }
+                let at = journaled
+                    .provisioned_at
+                    .unwrap_or_else(|| rfc3339(SystemTime::now()));
                 vec![
                     (ANNOTATION_PROVISIONED.to_string(), at),
                     (ANNOTATION_ATTEMPTS.to_string(), String::new()),
@@ -620,17 +674,6 @@ impl NodeActor {
                     self.provision.phase = Provision::Failed {
                         retry_at: instant_after(wait),
                     };
-                }
-                if let Some(store) = p.store.clone() {
-                    persist(
-                        store,
-                        self.system_id.clone(),
-                        Record {
-                            provisioned_at: None,
-                            attempts: self.provision.attempts,
-                            last_error: self.provision.last_error.clone(),
-                        },
-                    );
                 }
                 vec![(
                     ANNOTATION_ATTEMPTS.to_string(),
@@ -657,10 +700,9 @@ impl NodeActor {
         };
         self.in_flight = Some(ActionKind::Provision);
         let deps = self.deps.clone();
-        let fut = async move {
-            let _permit = deps.op_permits.clone().acquire_owned().await;
-            deps.client.call(&req, "op").await
-        };
+        // Outcome writes take no slot of `limits.max_ops_in_flight`: they are bounded
+        // by `provision.max_concurrent` already, and must not queue behind new work.
+        let fut = async move { deps.client.call(&req, "op").await };
         ctx.spawn(fut.into_actor(self).map(|res, act, ctx| {
             act.in_flight = None;
             match res {
@@ -825,12 +867,22 @@ impl NodeActor {
 
 use crate::metrics::Metrics;
 
-fn persist(store: Arc<provision::store::FileStore>, id: String, r: Record) {
+/// Write a journal entry in the background (an operator's retry, a release).
+fn persist(store: Arc<provision::store::FileStore>, key: DeploymentKey, r: Option<Record>) {
     actix_rt::task::spawn_blocking(move || {
-        if let Err(e) = store.put(&id, Some(r)) {
-            tracing::error!(system_id = %id, error = %e, "cannot write the provisioning state file");
+        if let Err(e) = store.put(&key, r) {
+            tracing::error!(system_id = %key.system_id, error = %e, "cannot write the provisioning journal");
         }
     });
+}
+
+/// The deployment `m` is in, as the provisioning journal keys it.
+fn deployment_key(deps: &super::Deps, m: &Machine) -> DeploymentKey {
+    DeploymentKey {
+        region: deps.client.settings().base.clone(),
+        system_id: m.system_id.clone(),
+        installation: m.current_installation_result_id,
+    }
 }
 
 /// Send one action to MAAS; returns the machine when MAAS answered with one.
@@ -894,6 +946,7 @@ async fn power_helper_request(
         reason,
     };
     let mut cmd = tokio::process::Command::new(&h.script);
+    crate::child::prepare(&mut cmd, &h.scrub);
     cmd.arg(&h.user).arg(&m.hostname);
     for mac in m.macs() {
         cmd.arg(mac);
@@ -930,6 +983,14 @@ impl Actor for NodeActor {
         self.load_durable();
         self.evaluate(ctx);
     }
+
+    /// A stopped actor has nothing in flight: a drain waiting on the board must not
+    /// wait for a row its actor can no longer update.
+    fn stopped(&mut self, _ctx: &mut Self::Context) {
+        self.deps
+            .board
+            .update(&self.system_id, |v| v.action_in_flight = None);
+    }
 }
 
 impl Handler<Observed> for NodeActor {
@@ -951,5 +1012,21 @@ impl Handler<Retire> for NodeActor {
         if self.in_flight.is_none() {
             ctx.stop();
         }
+    }
+}
+
+impl Handler<StandDown> for NodeActor {
+    type Result = ();
+
+    fn handle(&mut self, _: StandDown, ctx: &mut Self::Context) {
+        if self.in_flight == Some(ActionKind::Provision) {
+            let _g = self.span.enter();
+            warn!("provisioning interrupted: no longer the leader; its process group is killed");
+            Metrics::kind(&self.deps.metrics.provision_runs, "interrupted");
+        }
+        self.deps.board.remove(&self.system_id);
+        // Stopping drops every spawned future: timers, the MAAS request in flight, and
+        // the provisioning run (which kills its process group when dropped).
+        ctx.stop();
     }
 }

@@ -13,7 +13,7 @@ use actix::prelude::*;
 use futures_util::StreamExt;
 use tracing::{debug, error, info, warn};
 
-use super::{Snapshot, StopPolling, Supervisor};
+use super::{Snapshot, StandDown, StopPolling, Supervisor};
 use crate::backoff::Backoff;
 use crate::maas::stream::parse_list;
 use crate::maas::{MaasClient, MaasError, ParsedList};
@@ -484,6 +484,15 @@ impl Handler<StopPolling> for Poller {
 
     fn handle(&mut self, _: StopPolling, _ctx: &mut Self::Context) {
         self.stopped = true;
+    }
+}
+
+impl Handler<StandDown> for Poller {
+    type Result = ();
+
+    fn handle(&mut self, _: StandDown, ctx: &mut Self::Context) {
+        self.stopped = true;
+        ctx.stop();
     }
 }
 

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use actix::prelude::*;
 use tracing::{info, warn};
 
-use super::{NodeActor, Observed, Retire, SharedDeps, Snapshot};
+use super::{NodeActor, Observed, Retire, SharedDeps, Snapshot, StandDown};
 use crate::filter::Filter;
 
 pub struct Supervisor {
@@ -105,5 +105,16 @@ impl Handler<RetireAll> for Supervisor {
         for (_, addr) in self.nodes.drain() {
             addr.do_send(Retire);
         }
+    }
+}
+
+impl Handler<StandDown> for Supervisor {
+    type Result = ();
+
+    fn handle(&mut self, _: StandDown, ctx: &mut Self::Context) {
+        for (_, addr) in self.nodes.drain() {
+            addr.do_send(StandDown);
+        }
+        ctx.stop();
     }
 }

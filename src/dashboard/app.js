@@ -76,6 +76,7 @@ function renderSummary(st) {
   setText("last-list", st.last_poll_ok || "never");
   setText("last-error", st.last_poll_error ? `last list error: ${st.last_poll_error}` : "");
   if (st.role !== undefined) setText("role", st.role);
+  if (st.identity) setText("leader", st.leader || "none");
   const steps = $("steps");
   const sel = $("step");
   const want = Object.keys(s.steps || {});

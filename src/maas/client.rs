@@ -66,6 +66,14 @@ pub enum MaasError {
         path: String,
         reason: String,
     },
+    /// Not sent: this replica may not act (HA standby, or its leadership lapsed).
+    #[error("{op} {path}: not sent: {source}")]
+    Fenced {
+        op: String,
+        path: String,
+        #[source]
+        source: crate::ha::FenceError,
+    },
 }
 
 /// How the caller should react to an error.
@@ -166,6 +174,8 @@ pub struct MaasClient {
     http: awc::Client,
     settings: Arc<ClientSettings>,
     metrics: Arc<Metrics>,
+    /// Checked immediately before every request (HA); always open without HA.
+    fence: crate::ha::Fence,
     redactor: Redactor,
 }
 
@@ -190,7 +200,18 @@ impl MaasClient {
             redactor: Redactor::for_key(&settings.key),
             settings: Arc::new(settings),
             metrics,
+            fence: crate::ha::Fence::unfenced(),
         }
+    }
+
+    /// Send nothing unless `fence` allows it (HA leader election).
+    pub fn with_fence(mut self, fence: crate::ha::Fence) -> Self {
+        self.fence = fence;
+        self
+    }
+
+    pub fn fence(&self) -> &crate::ha::Fence {
+        &self.fence
     }
 
     pub fn settings(&self) -> &ClientSettings {
@@ -267,6 +288,12 @@ impl MaasClient {
         };
         let mut attempt = 0;
         loop {
+            // HA fencing: the last moment before anything leaves for MAAS.
+            self.fence.check().map_err(|source| MaasError::Fenced {
+                op: req.op_name().to_string(),
+                path: req.path.clone(),
+                source,
+            })?;
             let started = Instant::now();
             let res = self.once(req, timeout, body).await;
             self.metrics

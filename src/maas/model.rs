@@ -95,6 +95,10 @@ pub struct Machine {
     /// The pre-3.0 name of the same map; dropped when `workload_annotations` came too.
     #[serde(default, deserialize_with = "nullable")]
     pub owner_data: BTreeMap<String, String>,
+    /// The script result of the machine's current installation: a new one per deploy,
+    /// so it names the deployment a provisioning outcome belongs to (absent in API 1.0).
+    #[serde(default)]
+    pub current_installation_result_id: Option<i64>,
     /// Why this machine's data cannot be trusted (set by validation at parse time).
     #[serde(skip)]
     pub invalid: Option<String>,

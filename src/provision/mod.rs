@@ -39,6 +39,9 @@ pub enum ProvisionError {
     Ttl(Duration),
     #[error("provisioner {url}: {reason}")]
     Http { url: String, reason: String },
+    /// Not started: this replica is not (or no longer) the HA leader.
+    #[error("not started: {0}")]
+    Fenced(#[source] crate::ha::FenceError),
 }
 
 /// The configured post-deploy step.

@@ -2,7 +2,12 @@
 //!
 //! Nothing from MAAS ever reaches a shell: a hostname like `a;rm -rf /` arrives as one
 //! argument. The script runs in its own process group so that the TTL kills it and
-//! everything it started. Output is captured up to a bound, keeping the tail.
+//! everything it started, with a scrubbed environment and the parent-death signal
+//! ([`crate::child`]). Completion is the script's exit status: output is captured up
+//! to a bound (keeping the tail) and read for at most [`OUTPUT_DRAIN`] after the exit,
+//! so a process the script leaves in the background neither delays nor changes the
+//! verdict. Such a process is not killed when the script exits; only a script still
+//! running at the TTL has its whole group killed.
 
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -18,6 +23,8 @@ pub struct ScriptProvisioner {
     pub ttl: Duration,
     /// Bytes of stdout and of stderr kept (the tail).
     pub output_limit: usize,
+    /// What the script's environment must not carry (the API key).
+    pub scrub: crate::child::Scrub,
 }
 
 /// Read everything, keeping only the last `limit` bytes.
@@ -59,6 +66,7 @@ fn tail_text(out: &[u8], err: &[u8]) -> String {
 impl ScriptProvisioner {
     pub async fn run(&self, job: &Job) -> Result<(), ProvisionError> {
         let mut cmd = Command::new(&self.path);
+        crate::child::prepare(&mut cmd, &self.scrub);
         cmd.arg(&job.system_id)
             .arg(&job.hostname)
             .arg(&job.ip)
@@ -67,72 +75,98 @@ impl ScriptProvisioner {
             .env("MAAS_FLOW_HOSTNAME", &job.hostname)
             .env("MAAS_FLOW_IP", &job.ip)
             .env("MAAS_FLOW_MAC", &job.mac)
-            .env_remove("MAAS_FLOW_MAAS__API_KEY")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
-            .process_group(0)
             .kill_on_drop(true);
         let mut child = cmd.spawn().map_err(|e| ProvisionError::Spawn {
             path: self.path.display().to_string(),
             reason: e.to_string(),
         })?;
         let pid = child.id();
-        let out = child.stdout.take();
-        let err = child.stderr.take();
+        // If this run is abandoned (the actor stopped: HA stand-down), kill the whole
+        // group, not only the script: nothing it started may outlive the leadership.
+        let mut group = GroupGuard(pid);
         let limit = self.output_limit;
-        let out_task = async move {
-            match out {
-                Some(o) => read_tail(o, limit).await,
-                None => Vec::new(),
+        // Output is read by its own tasks: a process the script leaves running in the
+        // background keeps the pipes open, and that must not delay the verdict.
+        let out_task = child
+            .stdout
+            .take()
+            .map(|o| tokio::spawn(read_tail(o, limit)));
+        let err_task = child
+            .stderr
+            .take()
+            .map(|e| tokio::spawn(read_tail(e, limit)));
+        let status = match tokio::time::timeout(self.ttl, child.wait()).await {
+            Ok(Ok(status)) => {
+                group.0 = None;
+                status
             }
-        };
-        let err_task = async move {
-            match err {
-                Some(e) => read_tail(e, limit).await,
-                None => Vec::new(),
-            }
-        };
-        let run = async {
-            let (status, out, err) = tokio::join!(child.wait(), out_task, err_task);
-            (status, out, err)
-        };
-        match tokio::time::timeout(self.ttl, run).await {
-            Ok((Ok(status), out, err)) => {
-                let tail = tail_text(&out, &err);
-                if !out.is_empty() || !err.is_empty() {
-                    tracing::debug!(system_id = %job.system_id, stdout = %String::from_utf8_lossy(&out).trim(), stderr = %String::from_utf8_lossy(&err).trim(), "provisioning script output");
+            Ok(Err(e)) => {
+                if let Some(pid) = pid {
+                    crate::child::kill_group(pid);
                 }
-                if status.success() {
-                    Ok(())
-                } else {
-                    Err(ProvisionError::Exit {
-                        status: status.to_string(),
-                        tail,
-                    })
-                }
+                return Err(ProvisionError::Spawn {
+                    path: self.path.display().to_string(),
+                    reason: format!("waiting for the script: {e}"),
+                });
             }
-            Ok((Err(e), _, _)) => Err(ProvisionError::Spawn {
-                path: self.path.display().to_string(),
-                reason: format!("waiting for the script: {e}"),
-            }),
             Err(_) => {
                 if let Some(pid) = pid {
-                    kill_group(pid);
+                    crate::child::kill_group(pid);
                 }
-                Err(ProvisionError::Ttl(self.ttl))
+                for t in [out_task, err_task].into_iter().flatten() {
+                    t.abort();
+                }
+                return Err(ProvisionError::Ttl(self.ttl));
             }
+        };
+        // The script has exited: its verdict stands. Take what output is already there
+        // (a short drain), then stop reading.
+        let out = drain(out_task).await;
+        let err = drain(err_task).await;
+        let tail = tail_text(&out, &err);
+        if !out.is_empty() || !err.is_empty() {
+            tracing::debug!(system_id = %job.system_id, stdout = %String::from_utf8_lossy(&out).trim(), stderr = %String::from_utf8_lossy(&err).trim(), "provisioning script output");
+        }
+        if status.success() {
+            Ok(())
+        } else {
+            Err(ProvisionError::Exit {
+                status: status.to_string(),
+                tail,
+            })
         }
     }
 }
 
-/// SIGKILL the script's whole process group.
-fn kill_group(pid: u32) {
-    if let Ok(pid) = i32::try_from(pid) {
-        // SAFETY: kill(2) with a negative pid signals the group we created with
-        // process_group(0); it touches no memory of ours.
-        unsafe {
-            libc::kill(-pid, libc::SIGKILL);
+/// Kills the script's process group when dropped, unless the script has exited.
+struct GroupGuard(Option<u32>);
+
+impl Drop for GroupGuard {
+    fn drop(&mut self) {
+        if let Some(pid) = self.0.take() {
+            crate::child::kill_group(pid);
+        }
+    }
+}
+
+/// How long output is still read after the script exited.
+pub const OUTPUT_DRAIN: Duration = Duration::from_secs(1);
+
+/// The output a reader collected, waiting at most [`OUTPUT_DRAIN`] for it to finish.
+async fn drain(task: Option<tokio::task::JoinHandle<Vec<u8>>>) -> Vec<u8> {
+    let Some(mut task) = task else {
+        return Vec::new();
+    };
+    match tokio::time::timeout(OUTPUT_DRAIN, &mut task).await {
+        Ok(Ok(bytes)) => bytes,
+        Ok(Err(_)) => Vec::new(),
+        Err(_) => {
+            // A background process still holds the pipe; what it writes is not ours.
+            task.abort();
+            Vec::new()
         }
     }
 }

@@ -31,6 +31,9 @@ pub struct ProvisionerConfig {
     pub force_status: u16,
     /// Answer every request with a non-JSON body and this code (0 = off).
     pub garbage_status: u16,
+    /// Machines whose every answer is sent one byte a second, then spaces forever:
+    /// the status line arrives, the body never ends (a hostile or broken provisioner).
+    pub drip: HashSet<String>,
 }
 
 impl Default for ProvisionerConfig {
@@ -42,6 +45,7 @@ impl Default for ProvisionerConfig {
             fail: HashSet::new(),
             force_status: 0,
             garbage_status: 0,
+            drip: HashSet::new(),
         }
     }
 }
@@ -158,6 +162,12 @@ impl ProvisionerState {
                 _ => (405, r#"{"error":"method not allowed"}"#.to_string()),
             }
         };
+        let job_id = parsed
+            .as_ref()
+            .and_then(|v| v.get("id"))
+            .and_then(|v| v.as_str())
+            .unwrap_or(&id);
+        let drip = inner.cfg.drip.contains(job_id);
         let at_ms = inner.started.elapsed().as_millis() as u64;
         inner.log.push(ProvisionerRequest {
             at_ms,
@@ -166,11 +176,29 @@ impl ProvisionerState {
             body: parsed,
             status,
         });
-        HttpResponse::build(
+        let mut resp = HttpResponse::build(
             actix_web::http::StatusCode::from_u16(status)
                 .unwrap_or(actix_web::http::StatusCode::OK),
-        )
-        .content_type("application/json")
-        .body(out)
+        );
+        resp.content_type("application/json");
+        if drip {
+            return resp.streaming(dripping(out.into_bytes()));
+        }
+        resp.body(out)
     }
+}
+
+/// A body that never ends: `text` one byte a second, then a space a second.
+fn dripping(
+    text: Vec<u8>,
+) -> impl futures_util::Stream<Item = Result<Bytes, std::convert::Infallible>> {
+    futures_util::stream::unfold(0usize, move |i| {
+        let byte = text.get(i).copied().unwrap_or(b' ');
+        async move {
+            if i > 0 {
+                actix_rt::time::sleep(Duration::from_secs(1)).await;
+            }
+            Some((Ok(Bytes::copy_from_slice(&[byte])), i + 1))
+        }
+    })
 }

@@ -86,6 +86,7 @@ const DYNAMIC_KEYS: &[&str] = &[
     "owner",
     "owner_data",
     "workload_annotations",
+    "current_installation_result_id",
     "tag_names",
     "locked",
     "osystem",
@@ -249,6 +250,7 @@ pub fn machine_v2(m: &mut SimMachine) -> Arc<str> {
         "ip_addresses": m.ip_addresses(), "node_type": 0, "node_type_name": "Machine",
         "hardware_uuid": hardware_uuid(&m.system_id), "ephemeral_deploy": false, "enable_hw_sync": false,
         "resource_uri": format!("/MAAS/api/2.0/machines/{}/", m.system_id),
+        "current_installation_result_id": m.installation_result_id,
     })
     .to_string();
     let bulk = template().bulk.replace("{SYSID}", &m.system_id);

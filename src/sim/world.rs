@@ -83,6 +83,8 @@ pub struct SimMachine {
     /// Force the next commissioning/deployment to fail (scenarios, demo).
     pub fail_next_commission: bool,
     pub fail_next_deploy: bool,
+    /// MAAS's `current_installation_result_id`: a fresh id on every deploy.
+    pub installation_result_id: Option<i64>,
     #[serde(skip)]
     pub(crate) pending: Option<(Instant, NodeStatus)>,
     #[serde(skip)]
@@ -135,6 +137,7 @@ impl SimMachine {
             broken_from: None,
             fail_next_commission: false,
             fail_next_deploy: false,
+            installation_result_id: None,
             pending: None,
             generation: 0,
             cache: None,
@@ -252,6 +255,9 @@ pub struct World {
     heap: BinaryHeap<Reverse<(Instant, u64, usize)>>,
     seq: u64,
     next_event_id: i64,
+    /// The next installation result id; starts at a random base so two simulator runs
+    /// on the same address never hand out the same (system_id, installation) pair.
+    next_result_id: i64,
 }
 
 impl World {
@@ -271,6 +277,7 @@ impl World {
             heap: BinaryHeap::new(),
             seq: 0,
             next_event_id: 1,
+            next_result_id: i64::from(rand::random::<u32>() >> 1) * 1000 + 1,
         };
         for m in machines {
             w.add(m);
@@ -278,7 +285,14 @@ impl World {
         w
     }
 
-    pub fn add(&mut self, m: SimMachine) {
+    pub fn add(&mut self, mut m: SimMachine) {
+        // A machine that starts Deployed was installed once, like on a real region.
+        if m.installation_result_id.is_none()
+            && matches!(m.status, NodeStatus::Deployed | NodeStatus::Deploying)
+        {
+            m.installation_result_id = Some(self.next_result_id);
+            self.next_result_id += 1;
+        }
         if !self.zones.contains(&m.zone) {
             self.zones.push(m.zone.clone());
         }
@@ -620,6 +634,8 @@ impl World {
             || self.rng.gen_bool(self.timings.fail_deploy.clamp(0.0, 1.0));
         let m = &mut self.machines[i];
         m.fail_next_deploy = false;
+        m.installation_result_id = Some(self.next_result_id);
+        self.next_result_id += 1;
         m.osystem = "ubuntu".into();
         m.distro_series = series;
         m.power_state = PowerState::On;

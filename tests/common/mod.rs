@@ -43,6 +43,14 @@ pub fn config_for(sim: &Sim, extra: &[(&str, &str)]) -> Config {
         ("provision.retry_cap".into(), "400ms".into()),
         ("provision.poll_interval".into(), "100ms".into()),
     ];
+    // The provisioning journal goes to a fresh directory of this controller's own,
+    // under cargo's scratch directory for tests (never the user's state directory).
+    let state = tempfile::Builder::new()
+        .prefix("state-")
+        .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
+        .expect("temp dir")
+        .keep();
+    o.push(("state_dir".into(), state.display().to_string()));
     o.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
     config::load(&Sources {
         file: None,
