@@ -1,12 +1,13 @@
 //! Streaming machine-list parsing: a list is parsed while it arrives, machine by machine.
 //!
-//! A 10,000-machine `GET machines/` is ~75 MB of JSON. Buffering it and then parsing it
-//! kept two copies alive at the peak, and the allocator kept that peak as resident memory
-//! long after. Here the body's chunks go from the HTTP client through a bounded channel
-//! ([`ChunkReader`]) to a blocking thread where serde_json parses the top-level array one
-//! element at a time ([`parse_list`]): each element's bytes are held only until it has
-//! been turned into the compact [`Machine`] record, every field nobody reads is skipped,
-//! so the most this costs at once is one machine's JSON plus the channel's few chunks.
+//! A 10,000-machine `GET machines/` is 75 to 90 MB of JSON. Buffering it and then parsing
+//! it kept two copies alive at the peak, and the allocator kept that peak as resident
+//! memory long after. Here the body's chunks go from the HTTP client through a bounded
+//! channel ([`ChunkReader`]) to a blocking thread where serde_json parses the top-level
+//! array one element at a time ([`parse_list`]): each element's bytes are held only until
+//! it has been turned into the compact [`Machine`] record (every field nobody reads is
+//! skipped), so the most a list costs at once is a window of the body (a few hundred KB,
+//! more only for a single machine larger than that) plus the channel's four chunks.
 //!
 //! The rules of the buffered parser stay: one malformed machine is skipped with its index
 //! and `system_id` (the rest proceed); a list that is not a JSON array, is cut short, or
