@@ -22,6 +22,7 @@ use maas_flow::config::{self, Sources};
 /// mimalloc (the binaries' allocator), counting live bytes for the at-rest figures.
 struct Counting;
 static LIVE: AtomicI64 = AtomicI64::new(0);
+#[allow(unsafe_code)] // a counting global allocator is unsafe by its trait's contract.
 unsafe impl GlobalAlloc for Counting {
     // SAFETY (all three): forwards to mimalloc with the caller's own arguments.
     unsafe fn alloc(&self, l: Layout) -> *mut u8 {
@@ -195,6 +196,7 @@ struct Row {
     bytes: (f64, f64, f64),
 }
 
+#[allow(unsafe_code)] // mi_collect: see the SAFETY comment.
 async fn run(s: &Scenario) -> Row {
     let sim = start_sim(s, &[]);
     let rss_before = status_kb("VmRSS:");
@@ -475,6 +477,7 @@ fn rest_scenario_file(r: &Rest) -> std::path::PathBuf {
     path
 }
 
+#[allow(unsafe_code)] // mi_collect: see the SAFETY comments.
 async fn rest_one(r: Rest) {
     let scenario = rest_scenario_file(&r);
     let s = Scenario {

@@ -17,6 +17,7 @@ use std::alloc::{GlobalAlloc, Layout};
 use std::sync::atomic::{AtomicI64, Ordering};
 struct Counting;
 static LIVE: AtomicI64 = AtomicI64::new(0);
+#[allow(unsafe_code)] // a counting global allocator is unsafe by its trait's contract.
 unsafe impl GlobalAlloc for Counting {
     // SAFETY (all three): forwards to mimalloc with the caller's own arguments.
     unsafe fn alloc(&self, l: Layout) -> *mut u8 {

@@ -3,10 +3,13 @@
 //! One small type so that every retry in the controller (MAAS operations, polls,
 //! provisioning attempts) grows and resets the same way.
 
+#![warn(missing_docs)]
+
 use std::time::{Duration, Instant};
 
 use rand::Rng;
 
+/// The retry state of one thing that fails: how many attempts since the last success.
 #[derive(Debug, Clone)]
 pub struct Backoff {
     base: Duration,
@@ -15,6 +18,7 @@ pub struct Backoff {
 }
 
 impl Backoff {
+    /// Waits start near `base` and double per failure up to `cap` (at least `base`).
     pub fn new(base: Duration, cap: Duration) -> Self {
         Backoff {
             base,
@@ -43,10 +47,12 @@ impl Backoff {
         })
     }
 
+    /// After a success: the next failure waits about `base` again.
     pub fn reset(&mut self) {
         self.attempt = 0;
     }
 
+    /// Failures since the last reset.
     pub fn attempts(&self) -> u32 {
         self.attempt
     }

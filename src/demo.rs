@@ -4,15 +4,19 @@
 //! runs the real controller against it with fast timings, shows progress, and exits 0
 //! with a summary once every selected machine is at its target or held for a person.
 
+#![warn(missing_docs)]
+
 use std::io::IsTerminal;
 use std::time::{Duration, Instant};
 
 use crate::config::{self, Sources};
 use crate::sim::{scenario, ProvisionerConfig, Sim, SimConfig, Timings};
 
+/// What `maas-flow demo` was asked for on its command line.
 pub struct DemoOptions {
     /// Extra New machines on top of the mixed sample rack.
     pub extra_machines: usize,
+    /// Give up (exit non-zero) if not every machine is done by then.
     pub timeout: Duration,
     /// Flag overrides (`key.path`, value) applied over the demo's defaults.
     pub overrides: Vec<(String, String)>,

@@ -8,12 +8,16 @@
 //! inside the machine's own actor, so a slow host blocks only itself.
 //!
 //! Start with `lifecycle.rs` (the decision table), then `actors/`.
+//!
+//! The MAAS simulator ([`sim`]) and `maas-flow demo` are compiled only with the default
+//! cargo feature `sim`; `--no-default-features` builds the controller alone.
 
 pub mod actors;
 pub mod backoff;
 pub mod child;
 pub mod config;
 pub mod dashboard;
+#[cfg(feature = "sim")]
 pub mod demo;
 pub mod filter;
 pub mod ha;
@@ -26,6 +30,7 @@ pub mod process_metrics;
 pub mod provision;
 pub mod run;
 pub mod shutdown;
+#[cfg(feature = "sim")]
 pub mod sim;
 pub mod status;
 pub mod status_cli;

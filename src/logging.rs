@@ -4,6 +4,8 @@
 //! or `docker logs` they are noise that breaks grep. So colour is on only when stderr
 //! (where logs go) is a terminal and `NO_COLOR` (<https://no-color.org>) is unset or empty.
 
+#![warn(missing_docs)]
+
 use std::io::IsTerminal;
 
 /// Whether log lines on stderr may carry ANSI colour codes.
@@ -22,7 +24,9 @@ pub fn colour_allowed(terminal: bool, no_color: Option<&std::ffi::OsStr>) -> boo
 /// The output format of log lines.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
+    /// Human-readable lines (coloured on a terminal without `NO_COLOR`).
     Text,
+    /// One JSON object per line, for log collectors.
     Json,
 }
 

@@ -26,6 +26,7 @@ enum Command {
     /// Run the controller (the default).
     Run,
     /// Run against the built-in MAAS simulator with a sample rack, then exit.
+    #[cfg(feature = "sim")]
     Demo {
         /// Extra New machines on top of the sample rack.
         #[arg(long, default_value_t = 0)]
@@ -202,6 +203,7 @@ fn init_logging(level: &str, format: &str) {
 /// Flags that only the controller honours. `demo` runs against its own simulator with
 /// its own timings, so it refuses these rather than silently applying them (`--maas`
 /// would send it away from its simulator) or silently ignoring them.
+#[cfg(feature = "sim")]
 const CONTROLLER_ONLY: &[&str] = &[
     "config",
     "maas",
@@ -218,6 +220,7 @@ const CONTROLLER_ONLY: &[&str] = &[
 ];
 
 /// The first controller-only flag given on the command line, as the user would type it.
+#[cfg(feature = "sim")]
 fn controller_flag_given(m: &clap::ArgMatches) -> Option<String> {
     use clap::parser::ValueSource;
     let sub = m.subcommand().map(|(_, s)| s);
@@ -294,6 +297,7 @@ fn main() -> ExitCode {
                 }
             }
         }
+        #[cfg(feature = "sim")]
         Command::Demo { machines, timeout } => {
             if let Some(flag) = controller_flag_given(&matches) {
                 eprintln!("maas-flow demo: {flag} is a controller flag; the demo runs against its own simulator and does not honour it (drop it, or use `maas-flow run`)");

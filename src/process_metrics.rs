@@ -19,6 +19,7 @@ pub struct ProcessStats {
 
 /// Read `/proc/self/stat`, `/proc/self/fd`, `/proc/stat` and the fd limit; None when
 /// `/proc` is not there or not as expected.
+#[allow(unsafe_code)] // sysconf and getrlimit through libc: see the SAFETY comments.
 pub fn read() -> Option<ProcessStats> {
     let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
     let boot = std::fs::read_to_string("/proc/stat").ok()?;

@@ -1,22 +1,39 @@
 //! TLS for the MAAS client and the HTTP provisioner: the system's root certificates
 //! plus an optional CA file (a private MAAS CA), with rustls on the ring provider.
 
+#![warn(missing_docs)]
+
 use std::sync::Arc;
 
 use rustls::pki_types::CertificateDer;
 use rustls::{ClientConfig, RootCertStore};
 
+/// Why TLS for a client could not be set up.
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
+    /// The CA file could not be read.
     #[error("cannot read {path}: {source}")]
     Read {
+        /// The CA file (`tls.ca_file`).
         path: String,
+        /// The I/O error.
         source: std::io::Error,
     },
+    /// The CA file holds no certificate.
     #[error("{path} holds no PEM certificate")]
-    Empty { path: String },
+    Empty {
+        /// The CA file.
+        path: String,
+    },
+    /// rustls refused a certificate of the CA file.
     #[error("{path}: certificate rejected: {reason}")]
-    Rejected { path: String, reason: String },
+    Rejected {
+        /// The CA file.
+        path: String,
+        /// rustls's reason.
+        reason: String,
+    },
+    /// The client configuration could not be built.
     #[error("TLS setup: {0}")]
     Setup(String),
 }

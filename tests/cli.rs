@@ -332,6 +332,7 @@ fn output_within(cmd: Command, name: &str) -> std::process::Output {
 
 /// Run `cmd` with its output read as it comes (a full pipe never blocks it), killing it
 /// (and failing) if it has not exited within `limit`.
+#[allow(unsafe_code)] // kill(2) on our own child: see the SAFETY comment.
 fn output_within_for(
     mut cmd: Command,
     name: &str,

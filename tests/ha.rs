@@ -45,6 +45,7 @@ fn etcd_binary() -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
+#[allow(unsafe_code)] // kill(2) on our own child: see the SAFETY comment.
 fn signal(pid: u32, sig: i32) {
     // SAFETY: kill(2) on a child process this test started.
     unsafe {

@@ -453,6 +453,7 @@ fn spawn(url: &str, key: &str, format: &str) -> Running {
 
 impl Running {
     /// SIGTERM, wait (bounded), and return everything it logged.
+    #[allow(unsafe_code)] // kill(2) on our own child: see the SAFETY comment.
     fn finish(mut self) -> String {
         // SAFETY: kill(2) on our own child's pid.
         unsafe {

@@ -55,6 +55,7 @@ fn spawn(sim: &Sim, dir: &Path, key_var: &str, provision: &str, env: &[(&str, &s
     cmd.spawn().unwrap()
 }
 
+#[allow(unsafe_code)] // kill(2) on our own child: see the SAFETY comment.
 fn signal(pid: u32, sig: i32) -> bool {
     // SAFETY: kill(2) on a pid this test started (or 0 to probe it).
     unsafe { libc::kill(pid as i32, sig) == 0 }

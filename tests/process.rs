@@ -41,6 +41,7 @@ fn spawn(sim: &Sim, dir: &Path, script: &str, period: &str) -> Child {
         .unwrap()
 }
 
+#[allow(unsafe_code)] // kill(2) on our own child: see the SAFETY comment.
 fn signal(child: &Child, sig: i32) {
     // SAFETY: kill(2) on our own child's pid.
     unsafe {

@@ -570,6 +570,7 @@ async fn a_script_that_leaves_a_background_process_completes_at_its_exit() {
         .and_then(|p| p.parse::<i32>().ok())
     {
         // SAFETY: kill(2) on the background sleep this test's script started.
+        #[allow(unsafe_code)]
         unsafe {
             libc::kill(pid, libc::SIGKILL);
         }

@@ -1025,3 +1025,39 @@ async fn a_10000_machine_list_is_served_and_parsed() {
     assert!(a.body.len() > 70_000_000, "real-sized list");
     sim.stop().await;
 }
+
+/// API 1.0's `abort_operation` answers the node as 1.0 renders it, still in its old
+/// status (the world answers "the machine as it was"; the HTTP layer picks the
+/// version's shape). Before the world stopped rendering, it answered a 2.0 machine.
+#[actix_rt::test]
+async fn api1_abort_answers_a_1_0_node_in_its_old_status() {
+    let timings = maas_flow::sim::Timings {
+        commission: Duration::from_secs(120),
+        ..fast_timings()
+    };
+    let sim = start_sim(mixed(), timings);
+    let c = Client::new(&sim);
+    let new1 = id_of(&sim, "new1");
+    let a = c
+        .api("POST", &format!("machines/{new1}/?op=commission"), &[])
+        .await;
+    assert_eq!(a.code, 200, "{}", a.body);
+    let a = c
+        .send(
+            "POST",
+            &format!("/MAAS/api/1.0/nodes/{new1}/?op=abort_operation"),
+            &[],
+            Some(c.key.authorization()),
+        )
+        .await;
+    assert_eq!(a.code, 200, "{}", a.body);
+    let v: serde_json::Value = serde_json::from_str(&a.body).unwrap();
+    assert_eq!(
+        v["resource_uri"].as_str(),
+        Some(format!("/MAAS/api/1.0/nodes/{new1}/").as_str()),
+        "{v}"
+    );
+    assert_eq!(v["substatus_name"], "Commissioning", "{v}");
+    assert_eq!(sim.status_of(&new1), Some(NodeStatus::New));
+    sim.stop().await;
+}

@@ -17,6 +17,7 @@ struct Peak;
 static LIVE: AtomicI64 = AtomicI64::new(0);
 static PEAK: AtomicI64 = AtomicI64::new(0);
 
+#[allow(unsafe_code)] // a counting global allocator is unsafe by its trait's contract.
 unsafe impl GlobalAlloc for Peak {
     // SAFETY (all three): forwards to the system allocator with the caller's arguments.
     unsafe fn alloc(&self, l: Layout) -> *mut u8 {

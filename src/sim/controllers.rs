@@ -14,8 +14,11 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ControllerKind {
+    /// A rack controller (`rack-controller`).
     RackController,
+    /// A region controller (`region-controller`).
     RegionController,
+    /// A region and rack controller on one host.
     RegionAndRackController,
 }
 
@@ -35,8 +38,11 @@ impl ControllerKind {
 /// One simulated controller.
 #[derive(Debug, Clone, Serialize)]
 pub struct SimController {
+    /// Its system_id: never a machine's, so `machines/?id=` does not know it.
     pub system_id: String,
+    /// Its hostname, as its events name it.
     pub hostname: String,
+    /// Region, rack or both: the event type its events carry.
     pub kind: ControllerKind,
     /// Log one event this often (as the region is used); `None`: only when asked.
     pub event_every: Option<Duration>,
@@ -45,6 +51,7 @@ pub struct SimController {
 }
 
 impl SimController {
+    /// A controller that logs events only when asked ([`super::World::controller_event`]).
     pub fn new(system_id: &str, hostname: &str, kind: ControllerKind) -> Self {
         SimController {
             system_id: system_id.into(),

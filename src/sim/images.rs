@@ -30,6 +30,7 @@ impl SeriesImage {
 /// architecture is the machines' `amd64/generic`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BootImages {
+    /// The series synced, with their kernels.
     pub images: Vec<SeriesImage>,
 }
 
@@ -50,7 +51,9 @@ impl Default for BootImages {
 /// Why a deploy was refused: the field MAAS names and its message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FieldError {
+    /// The form field MAAS names (`distro_series`, `hwe_kernel`).
     pub field: &'static str,
+    /// MAAS's message for it.
     pub message: String,
 }
 

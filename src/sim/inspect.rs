@@ -4,11 +4,20 @@
 
 use std::time::Instant;
 
-use actix_web::{HttpRequest, HttpResponse};
+use std::sync::Arc;
+
+use actix_web::{web, HttpRequest, HttpResponse};
 use bytes::Bytes;
 
 use super::server::{json_response, Faults, SimState};
 
+/// The `/_sim/...` handler (mounted by [`super::Sim::start`] beside the API handler).
+pub async fn route(req: HttpRequest, body: Bytes, state: web::Data<Arc<SimState>>) -> HttpResponse {
+    let rest = req.path().strip_prefix("/_sim/").unwrap_or("");
+    handle(&req, rest, &body, &state)
+}
+
+/// One inspection request: `rest` is the path below `/_sim/`.
 pub fn handle(req: &HttpRequest, rest: &str, body: &Bytes, state: &SimState) -> HttpResponse {
     match (req.method().as_str(), rest.trim_end_matches('/')) {
         ("GET", "machines") => {

@@ -4,6 +4,28 @@
 //! including its refusals, checks OAuth like MAAS, moves machines through timed
 //! transitions, logs every operation and status event, and injects faults on demand.
 //! Tests, benchmarks, `maas-flow demo` and operators' dry runs all use it.
+//!
+//! # Layers
+//!
+//! Modules import in one direction only (`tests/layers.rs` checks there is no cycle):
+//!
+//! - [`world`]: state and MAAS's rules. Machines, timed transitions, the operation and
+//!   event logs. Every operation answers a [`Reply`]: a machine, an interface, JSON, or a
+//!   [`Refusal`] in MAAS's classes (`Forbidden`, `Conflict`, `Invalid { field, .. }`...).
+//!   No HTTP and no rendering here.
+//! - [`render`]: MAAS's JSON for the state (API 2.0 machines, 1.0 nodes, zones...);
+//!   depends on [`world`] only.
+//! - [`server`]: the HTTP face. Routing, OAuth, faults (an `InjectedFault` enum, drawn
+//!   from [`Faults`]), the one mapping from a [`Refusal`] to a status and body, and the
+//!   one place an op-log entry is written for a request (`Call::log`).
+//! - [`inspect`]: `/_sim/`, mounted by [`Sim::start`] beside the API handler; it uses
+//!   [`server`]'s state, never the reverse.
+//! - [`images`], [`controllers`], [`scenario`], [`provisioner`]: boot images, region and
+//!   rack controllers, scenario files, the simulated HTTP provisioner.
+//!
+//! The whole module (and `maas-flow demo`) is behind the default-on cargo feature `sim`.
+
+#![warn(missing_docs)]
 
 pub mod controllers;
 pub mod images;
@@ -23,7 +45,7 @@ pub use controllers::{ControllerKind, SimController};
 pub use images::{BootImages, SeriesImage};
 pub use provisioner::{ProvisionerConfig, ProvisionerRequest};
 pub use server::{Faults, RedirectFault, SimConfig, SimState};
-pub use world::{OpRecord, SimMachine, Timings, World};
+pub use world::{OpRecord, Refusal, Reply, SimMachine, Timings, World};
 
 use crate::maas::NodeStatus;
 
@@ -34,7 +56,9 @@ pub const DEFAULT_API_KEY: &str = "maasflowsim:simtoken:simsecret";
 pub struct Sim {
     /// `http://127.0.0.1:<port>/MAAS`, the value for `maas.url`.
     pub base_url: String,
+    /// The address the simulator listens on.
     pub addr: std::net::SocketAddr,
+    /// The state its handlers share, for tests that reach into the world.
     pub state: Arc<SimState>,
     server: actix_web::dev::ServerHandle,
 }
@@ -62,6 +86,7 @@ impl Sim {
             App::new()
                 .app_data(data.clone())
                 .app_data(web::PayloadConfig::new(16 * 1024 * 1024))
+                .service(web::scope("/_sim").default_service(web::to(inspect::route)))
                 .default_service(web::to(server::handle))
         })
         .workers(workers)
@@ -99,10 +124,12 @@ impl Sim {
         )
     }
 
+    /// The API key (`consumer:token:secret`) the simulator accepts.
     pub fn api_key(&self) -> String {
         self.state.cfg.api_key.expose()
     }
 
+    /// The simulated HTTP provisioner's URL, the value for `provision.url`.
     pub fn provisioner_url(&self) -> String {
         format!("http://{}/provisioner", self.addr)
     }
@@ -119,6 +146,7 @@ impl Sim {
         w.machines.clone()
     }
 
+    /// A machine's status now (pending transitions applied), if it exists.
     pub fn status_of(&self, system_id: &str) -> Option<NodeStatus> {
         let mut w = self.state.world.lock();
         w.advance(Instant::now());
@@ -132,14 +160,17 @@ impl Sim {
         f(&mut w)
     }
 
+    /// Replace the injected faults (as `PUT /_sim/faults` does).
     pub fn set_faults(&self, f: Faults) {
         self.state.faults.lock().0 = f;
     }
 
+    /// Replace the simulated provisioner's behaviour.
     pub fn set_provisioner(&self, cfg: ProvisionerConfig) {
         self.state.provisioner.set_config(cfg);
     }
 
+    /// Every request the simulated provisioner received, oldest first.
     pub fn provisioner_requests(&self) -> Vec<ProvisionerRequest> {
         self.state.provisioner.requests()
     }
@@ -175,6 +206,7 @@ impl Sim {
             .collect()
     }
 
+    /// Stop serving and wait for the server to close.
     pub async fn stop(self) {
         self.server.stop(false).await;
     }

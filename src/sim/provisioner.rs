@@ -15,6 +15,7 @@ use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
 
+/// How the simulated provisioner answers.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default)]
 pub struct ProvisionerConfig {
@@ -53,10 +54,16 @@ impl Default for ProvisionerConfig {
 /// A request the provisioner received.
 #[derive(Debug, Clone, Serialize)]
 pub struct ProvisionerRequest {
+    /// Milliseconds since the provisioner started.
     pub at_ms: u64,
+    /// The HTTP method.
     pub method: String,
+    /// The path below `/provisioner/` (empty for a job submission, the job id for a
+    /// status read).
     pub id: String,
+    /// The JSON body, if there was one.
     pub body: Option<serde_json::Value>,
+    /// The HTTP status answered.
     pub status: u16,
 }
 
@@ -74,11 +81,13 @@ struct Inner {
     started: Instant,
 }
 
+/// The simulated provisioner's configuration, jobs and request log.
 pub struct ProvisionerState {
     inner: Mutex<Inner>,
 }
 
 impl ProvisionerState {
+    /// A provisioner answering as `cfg` says, its random draws seeded by `seed`.
     pub fn new(cfg: ProvisionerConfig, seed: u64) -> Self {
         ProvisionerState {
             inner: Mutex::new(Inner {
@@ -91,18 +100,22 @@ impl ProvisionerState {
         }
     }
 
+    /// Replace the configuration (jobs already started keep their outcome).
     pub fn set_config(&self, cfg: ProvisionerConfig) {
         self.inner.lock().cfg = cfg;
     }
 
+    /// The configuration now.
     pub fn config(&self) -> ProvisionerConfig {
         self.inner.lock().cfg.clone()
     }
 
+    /// Every request received, oldest first.
     pub fn requests(&self) -> Vec<ProvisionerRequest> {
         self.inner.lock().log.clone()
     }
 
+    /// Answer one request under `/provisioner`.
     pub fn handle(&self, req: &HttpRequest, body: &Bytes) -> HttpResponse {
         let mut g = self.inner.lock();
         let inner = &mut *g;

@@ -118,7 +118,9 @@ pub fn controller_system_id(n: usize) -> String {
 
 /// A scenario file's machines and controllers.
 pub struct Scenario {
+    /// The machines, in file order.
     pub machines: Vec<SimMachine>,
+    /// The region and rack controllers.
     pub controllers: Vec<SimController>,
 }
 

@@ -1,5 +1,6 @@
 //! The simulator's HTTP face: MAAS API 2.0 and 1.0 routing, OAuth checking, fault
-//! injection, and the `/_sim/` inspection endpoints.
+//! injection. The `/_sim/` inspection endpoints are [`super::inspect`]'s, routed beside
+//! this handler so that it depends on this layer and not the other way round.
 //!
 //! Routing is by hand on the path, like MAAS's own dispatcher: every route ends in `/`
 //! (no redirect: a missing slash is `404 Unknown API endpoint`), `op` is read from the
@@ -19,8 +20,10 @@ use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
 
 use super::provisioner::ProvisionerState;
-use super::render::{domain_json, machine_v2, node_v1, pool_json, stable_id, zone_json};
-use super::world::{err, Event, Reply, World};
+use super::render::{
+    domain_json, interface_json, machine_v2, node_v1, pool_json, stable_id, zone_json,
+};
+use super::world::{Event, Refusal, Reply, World};
 use crate::maas::auth::parse_oauth_header;
 use crate::maas::{ApiKey, NodeStatus};
 
@@ -36,11 +39,13 @@ pub struct Faults {
     pub unavailable_no_hint_rate: f64,
     /// 409 with `Retry-After` (a database conflict after MAAS's own retries).
     pub conflict_retry_rate: f64,
+    /// The `Retry-After` seconds of the 409 and 503 faults (at least 1).
     pub retry_after_secs: u64,
     /// Headers sent, then the connection is cut.
     pub drop_rate: f64,
     /// Answer after `slow_ms`.
     pub slow_rate: f64,
+    /// The delay of a slow answer, in milliseconds.
     pub slow_ms: u64,
     /// Machine lists cut in half.
     pub truncate_list_rate: f64,
@@ -76,6 +81,7 @@ pub struct Faults {
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct RedirectFault {
+    /// The machine whose mutating requests are redirected.
     pub system_id: String,
     /// 301, 302, 303, 307 or 308.
     pub code: u16,
@@ -86,13 +92,17 @@ pub struct RedirectFault {
 /// Settings of a simulated region.
 #[derive(Debug, Clone)]
 pub struct SimConfig {
+    /// The only API key the region accepts.
     pub api_key: ApiKey,
     /// The user the API key belongs to.
     pub username: String,
     /// Serve API 1.0 (MAAS 1.9); off answers 410 like every MAAS since 2.0.
     pub api1: bool,
+    /// Seed of every random draw (faults, failures): runs repeat.
     pub seed: u64,
+    /// The address to listen on.
     pub listen: std::net::SocketAddr,
+    /// HTTP worker threads.
     pub workers: usize,
     /// Serve HTTPS with this configuration (tests of the client's TLS).
     pub tls: Option<std::sync::Arc<rustls::ServerConfig>>,
@@ -117,14 +127,19 @@ impl Default for SimConfig {
 
 /// Everything the request handlers share.
 pub struct SimState {
+    /// The region's settings.
     pub cfg: SimConfig,
+    /// Machines, rules and logs: the state layer.
     pub world: Mutex<World>,
+    /// The faults injected now and the random source that draws them.
     pub faults: Mutex<(Faults, SmallRng)>,
     nonces: Mutex<HashSet<String>>,
+    /// The simulated HTTP provisioner served beside the API.
     pub provisioner: ProvisionerState,
 }
 
 impl SimState {
+    /// Shared state for a region with these settings, world and provisioner.
     pub fn new(cfg: SimConfig, world: World, provisioner: ProvisionerState) -> Self {
         let seed = cfg.seed;
         SimState {
@@ -181,11 +196,23 @@ struct Call {
 impl Call {
     /// Log the request in the op log: every mutating request, and any refused one.
     fn record(&self, w: &mut World, sid: Option<&str>, resp: &HttpResponse) {
-        let code = resp.status().as_u16();
         if self.method != "GET" || !resp.status().is_success() {
-            let op = self.op.as_deref().unwrap_or("");
-            w.record(&self.method, &self.full_path, op, sid, &self.form, code);
+            self.log(w, sid, resp.status().as_u16());
         }
+    }
+
+    /// The one place an op-log entry is written from an API request (`http_status` 0:
+    /// no error status reached the client, see [`InjectedFault::logged_status`]).
+    fn log(&self, w: &mut World, sid: Option<&str>, http_status: u16) {
+        let op = self.op.as_deref().unwrap_or("");
+        w.record(
+            &self.method,
+            &self.full_path,
+            op,
+            sid,
+            &self.form,
+            http_status,
+        );
     }
 
     /// Every value of a repeated query parameter.
@@ -213,9 +240,6 @@ pub async fn handle(
     state: web::Data<Arc<SimState>>,
 ) -> HttpResponse {
     let path = req.path().to_string();
-    if let Some(rest) = path.strip_prefix("/_sim/") {
-        return super::inspect::handle(&req, rest, &body, &state);
-    }
     if path == "/provisioner" || path.starts_with("/provisioner/") {
         return state.provisioner.handle(&req, &body);
     }
@@ -281,16 +305,12 @@ pub async fn handle(
     if !anonymous {
         if let Err(resp) = check_auth(&req, &call, &state) {
             let resp = *resp;
-            let mut w = state.world.lock();
             let sid = system_id_of(&call.rest);
-            let code = resp.status().as_u16();
-            w.record(
-                &call.method,
-                &call.full_path,
-                call.op.as_deref().unwrap_or(""),
+            // Refused before anything else: logged whatever the method.
+            call.log(
+                &mut state.world.lock(),
                 sid.as_deref(),
-                &call.form,
-                code,
+                resp.status().as_u16(),
             );
             return resp;
         }
@@ -307,14 +327,7 @@ pub async fn handle(
         if call.method != "GET" {
             let sid =
                 system_id_of(&call.rest).or_else(|| call.param("system_id").map(str::to_string));
-            state.world.lock().record(
-                &call.method,
-                &call.full_path,
-                call.op.as_deref().unwrap_or(""),
-                sid.as_deref(),
-                &call.form,
-                code,
-            );
+            call.log(&mut state.world.lock(), sid.as_deref(), code);
         }
         return resp;
     }
@@ -506,7 +519,72 @@ fn fault_kind(call: &Call) -> &'static str {
     }
 }
 
-/// An injected answer and the status to log for it (0: the connection was cut).
+/// A fault drawn for one request (`Faults`' rates), each answered its own way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum InjectedFault {
+    /// Headers sent, then the connection is cut (`drop_rate`).
+    Drop,
+    /// 500 (`error_rate`, `events_error_rate`).
+    ServerError,
+    /// 503 with `Retry-After` (`unavailable_rate`).
+    Unavailable,
+    /// 503 without `Retry-After` (`unavailable_no_hint_rate`).
+    UnavailableNoHint,
+    /// 409 with `Retry-After` (`conflict_retry_rate`).
+    ConflictRetry,
+    /// `events/` answers an HTML page (`events_garbage_rate`).
+    EventsGarbage,
+    /// `events/` answers an event older than asked for (`events_gap_rate`).
+    EventsGap,
+}
+
+impl InjectedFault {
+    /// The status the op log records: 0 when no status reached the client as an
+    /// error (a cut connection, or a 200 with a hostile body).
+    fn logged_status(self) -> u16 {
+        match self {
+            InjectedFault::Drop | InjectedFault::EventsGarbage | InjectedFault::EventsGap => 0,
+            InjectedFault::ServerError => 500,
+            InjectedFault::Unavailable | InjectedFault::UnavailableNoHint => 503,
+            InjectedFault::ConflictRetry => 409,
+        }
+    }
+
+    /// The answer, with `retry` as the `Retry-After` value where it has one.
+    fn response(self, retry: String) -> HttpResponse {
+        match self {
+            InjectedFault::Drop => {
+                let s = futures_util::stream::once(async {
+                    Err::<Bytes, std::io::Error>(std::io::Error::other(
+                        "connection dropped (injected)",
+                    ))
+                });
+                HttpResponse::Ok()
+                    .content_type("application/json")
+                    .streaming(s)
+            }
+            InjectedFault::EventsGarbage => {
+                text(200, "<html><body>garbage (injected)</body></html>")
+            }
+            InjectedFault::EventsGap => json_body(
+                200,
+                r#"{"count":1,"events":[{"username":"unknown","node":"","hostname":"","id":0,"level":"INFO","created":"","type":"Injected","description":"log reset (injected)"}],"next_uri":"","prev_uri":""}"#,
+            ),
+            InjectedFault::ConflictRetry => HttpResponse::Conflict()
+                .insert_header(("Retry-After", retry))
+                .content_type("text/plain")
+                .body("Conflict: database is locked (injected)"),
+            InjectedFault::Unavailable => HttpResponse::ServiceUnavailable()
+                .insert_header(("Retry-After", retry))
+                .content_type("text/plain")
+                .body("Unable to connect to any rack controller (injected)"),
+            InjectedFault::UnavailableNoHint => text(503, "Power problem (injected)"),
+            InjectedFault::ServerError => text(500, "Internal server error (injected)"),
+        }
+    }
+}
+
+/// An injected answer and the status to log for it ([`InjectedFault::logged_status`]).
 async fn inject_fault(call: &Call, state: &SimState) -> Option<(HttpResponse, u16)> {
     let kind = fault_kind(call);
     let (outcome, slow) = {
@@ -518,19 +596,19 @@ async fn inject_fault(call: &Call, state: &SimState) -> Option<(HttpResponse, u1
         let mut roll = |p: f64| p > 0.0 && rng.gen_bool(p.clamp(0.0, 1.0));
         let slow = roll(f.slow_rate).then_some(f.slow_ms);
         let outcome = if roll(f.drop_rate) {
-            Some(0)
+            Some(InjectedFault::Drop)
         } else if roll(f.error_rate) || (kind == "events" && roll(f.events_error_rate)) {
-            Some(500)
+            Some(InjectedFault::ServerError)
         } else if roll(f.unavailable_rate) {
-            Some(503)
+            Some(InjectedFault::Unavailable)
         } else if roll(f.unavailable_no_hint_rate) {
-            Some(5030)
+            Some(InjectedFault::UnavailableNoHint)
         } else if roll(f.conflict_retry_rate) {
-            Some(409)
+            Some(InjectedFault::ConflictRetry)
         } else if kind == "events" && roll(f.events_garbage_rate) {
-            Some(1)
+            Some(InjectedFault::EventsGarbage)
         } else if kind == "events" && roll(f.events_gap_rate) {
-            Some(2)
+            Some(InjectedFault::EventsGap)
         } else {
             None
         };
@@ -543,38 +621,8 @@ async fn inject_fault(call: &Call, state: &SimState) -> Option<(HttpResponse, u1
     if let Some(ms) = slow {
         actix_rt::time::sleep(Duration::from_millis(ms)).await;
     }
-    let (o, retry) = outcome?;
-    let logged = match o {
-        0..=2 => 0,
-        5030 => 503,
-        other => other,
-    };
-    let resp = match o {
-        0 => {
-            let s = futures_util::stream::once(async {
-                Err::<Bytes, std::io::Error>(std::io::Error::other("connection dropped (injected)"))
-            });
-            HttpResponse::Ok()
-                .content_type("application/json")
-                .streaming(s)
-        }
-        1 => text(200, "<html><body>garbage (injected)</body></html>"),
-        2 => json_body(
-            200,
-            r#"{"count":1,"events":[{"username":"unknown","node":"","hostname":"","id":0,"level":"INFO","created":"","type":"Injected","description":"log reset (injected)"}],"next_uri":"","prev_uri":""}"#,
-        ),
-        409 => HttpResponse::Conflict()
-            .insert_header(("Retry-After", retry))
-            .content_type("text/plain")
-            .body("Conflict: database is locked (injected)"),
-        503 => HttpResponse::ServiceUnavailable()
-            .insert_header(("Retry-After", retry))
-            .content_type("text/plain")
-            .body("Unable to connect to any rack controller (injected)"),
-        5030 => text(503, "Power problem (injected)"),
-        _ => text(500, "Internal server error (injected)"),
-    };
-    Some((resp, logged))
+    let (fault, retry) = outcome?;
+    Some((fault.response(retry), fault.logged_status()))
 }
 
 async fn corrupt_list(resp: HttpResponse, state: &SimState) -> HttpResponse {
@@ -603,6 +651,8 @@ async fn corrupt_list(resp: HttpResponse, state: &SimState) -> HttpResponse {
     }
 }
 
+/// The HTTP answer to a [`Reply`] of the world: the one place where MAAS's answers and
+/// refusals get their status codes and bodies.
 fn reply(w: &mut World, r: Reply, v1: bool) -> HttpResponse {
     match r {
         Reply::Machine(i) => {
@@ -615,14 +665,39 @@ fn reply(w: &mut World, r: Reply, v1: bool) -> HttpResponse {
                 )
             }
         }
-        Reply::Json(s) => json_body(200, s),
-        Reply::Error { code, body, json } => {
-            if json {
-                json_body(code, body)
+        Reply::MachineBefore(mut m) => {
+            if v1 {
+                json_body(200, node_v1(&m).to_string())
             } else {
-                text(code, body)
+                json_body(200, machine_v2(&mut m).to_string())
             }
         }
+        Reply::Interface { machine, interface } => {
+            let m = &w.machines[machine];
+            match m.interfaces.iter().find(|f| f.id == interface) {
+                Some(f) => json_body(200, interface_json(m, f)),
+                None => reply(w, Reply::Machine(machine), v1),
+            }
+        }
+        Reply::Null => json_body(200, "null"),
+        Reply::Json(s) => json_body(200, s),
+        Reply::Refused(refusal) => refused(&refusal),
+    }
+}
+
+/// MAAS's answer to a refusal: field errors as a JSON dict, the rest as plain text.
+fn refused(refusal: &Refusal) -> HttpResponse {
+    let code = refusal.http_status();
+    match refusal {
+        Refusal::Forbidden => text(code, ""),
+        Refusal::Invalid { field, message } => json_body(
+            code,
+            serde_json::json!({ field.as_str(): [message] }).to_string(),
+        ),
+        Refusal::Conflict(msg)
+        | Refusal::NotFound(msg)
+        | Refusal::BadRequest(msg)
+        | Refusal::ServerError(msg) => text(code, msg.clone()),
     }
 }
 
@@ -729,10 +804,9 @@ fn dispatch_v2(call: &Call, state: &SimState) -> HttpResponse {
                                 NodeStatus::Ready | NodeStatus::Allocated
                             ) && roll_preseed_error(state) =>
                         {
-                            err(
-                            400,
-                            "Failed to render preseed: 'NoneType' object has no attribute 'get' (injected)",
-                        )
+                            Reply::Refused(Refusal::BadRequest(
+                            "Failed to render preseed: 'NoneType' object has no attribute 'get' (injected)".into(),
+                        ))
                         }
                         "deploy" => w.deploy(i, user, &call.form),
                         "power_on" => w.power_on(i, user),
@@ -1151,13 +1225,10 @@ fn dispatch_v1(call: &Call, state: &SimState) -> HttpResponse {
                     } else if w.machines[i].status == NodeStatus::Deployed {
                         w.power_on(i, user)
                     } else {
-                        err(
-                            409,
-                            format!(
-                                "Node cannot be started in its current state ('{}').",
-                                w.machines[i].status.label()
-                            ),
-                        )
+                        Reply::Refused(Refusal::Conflict(format!(
+                            "Node cannot be started in its current state ('{}').",
+                            w.machines[i].status.label()
+                        )))
                     }
                 }
                 ("POST", Some("stop")) => w.power_off(i, user),
@@ -1194,6 +1265,7 @@ fn dispatch_v1(call: &Call, state: &SimState) -> HttpResponse {
     }
 }
 
+/// A JSON answer with MAAS's headers (`/_sim/` endpoints use it too).
 pub fn json_response(code: u16, body: impl Into<Bytes>) -> HttpResponse {
     json_body(code, body)
 }

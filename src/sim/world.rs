@@ -18,8 +18,11 @@ use crate::maas::{NodeStatus, PowerState};
 /// Timings and failure rates of the simulated region.
 #[derive(Debug, Clone, Serialize)]
 pub struct Timings {
+    /// How long commissioning takes.
     pub commission: Duration,
+    /// How long a deployment takes.
     pub deploy: Duration,
+    /// How long a release takes.
     pub release: Duration,
     /// Probability that a commissioning ends in Failed commissioning.
     pub fail_commission: f64,
@@ -39,41 +42,68 @@ impl Default for Timings {
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
+/// One link of an interface to a subnet (MAAS's `links`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct SimLink {
+    /// The link id, unique within the machine.
     pub id: i64,
+    /// `auto`, `dhcp`, `static` or `link_up`.
     pub mode: String,
+    /// The subnet's CIDR, when linked to one.
     pub subnet: Option<String>,
+    /// The configured address, once deployed (or static).
     pub ip_address: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+/// One physical interface of a machine.
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct SimInterface {
+    /// The interface id, unique in the region.
     pub id: i64,
+    /// Its name (`eth0`).
     pub name: String,
+    /// Its MAC address.
     pub mac: String,
+    /// Its links to subnets.
     pub links: Vec<SimLink>,
 }
 
 /// One simulated machine.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct SimMachine {
+    /// MAAS's system_id.
     pub system_id: String,
+    /// The hostname, without the domain.
     pub hostname: String,
+    /// The DNS domain (`maas`).
     pub domain: String,
+    /// The availability zone's name.
     pub zone: String,
+    /// The resource pool's name.
     pub pool: String,
+    /// The lifecycle status.
     pub status: NodeStatus,
+    /// MAAS's `status_message`, the last step it logged.
     pub status_message: Option<String>,
+    /// The power state the BMC reports.
     pub power_state: PowerState,
+    /// The power driver (`virsh`, `ipmi`, `manual`, empty when unconfigured).
     pub power_type: String,
+    /// The power driver's parameters.
     pub power_parameters: BTreeMap<String, String>,
+    /// The user who allocated the machine.
     pub owner: Option<String>,
+    /// The physical interfaces.
     pub interfaces: Vec<SimInterface>,
+    /// Tag names.
     pub tags: Vec<String>,
+    /// Workload annotations (cleared by a release, as MAAS does).
     pub annotations: BTreeMap<String, String>,
+    /// The deployed OS (`ubuntu`), empty until deployed.
     pub osystem: String,
+    /// The deployed series, empty until deployed.
     pub distro_series: String,
+    /// Locked machines refuse every change with 403.
     pub locked: bool,
     /// Commissioned at least once: a release then ends Ready, not New.
     pub commissioned: bool,
@@ -82,6 +112,7 @@ pub struct SimMachine {
     pub broken_from: Option<NodeStatus>,
     /// Force the next commissioning/deployment to fail (scenarios, demo).
     pub fail_next_commission: bool,
+    /// Force the next deployment to fail.
     pub fail_next_deploy: bool,
     /// MAAS's `current_installation_result_id`: a fresh id on every deploy.
     pub installation_result_id: Option<i64>,
@@ -94,6 +125,7 @@ pub struct SimMachine {
 }
 
 impl SimMachine {
+    /// A New machine with two interfaces; `index` makes its MACs and ids unique.
     pub fn new(system_id: &str, hostname: &str, index: usize) -> Self {
         let a = (index >> 8) as u8;
         let b = index as u8;
@@ -158,6 +190,7 @@ impl SimMachine {
             .collect()
     }
 
+    /// `hostname.domain`.
     pub fn fqdn(&self) -> String {
         format!("{}.{}", self.hostname, self.domain)
     }
@@ -166,13 +199,19 @@ impl SimMachine {
 /// One entry of the operation log: a request that changed state or was refused.
 #[derive(Debug, Clone, Serialize)]
 pub struct OpRecord {
+    /// Order of arrival, from 1.
     pub seq: u64,
     /// Milliseconds since the simulator started.
     pub at_ms: u64,
+    /// The HTTP method.
     pub method: String,
+    /// The full request path.
     pub path: String,
+    /// The `op`, empty when none.
     pub op: String,
+    /// The machine the request named, if any.
     pub system_id: Option<String>,
+    /// The form parameters (`user_data` elided).
     pub params: Vec<(String, String)>,
     /// The machine's status when the request arrived.
     pub status_before: Option<String>,
@@ -183,20 +222,30 @@ pub struct OpRecord {
 /// One MAAS event, as `events/?op=query` returns it.
 #[derive(Debug, Clone, Serialize)]
 pub struct Event {
+    /// The user the event is about (`unknown` for the region's own).
     pub username: String,
+    /// The system_id of the node.
     pub node: String,
+    /// The node's hostname.
     pub hostname: String,
+    /// The event id, increasing.
     pub id: i64,
+    /// `DEBUG`, `INFO`, `WARNING`, `ERROR`, `CRITICAL` or `AUDIT`.
     pub level: &'static str,
+    /// MAAS's time format ([`maas_time`]).
     pub created: String,
+    /// The event type (`Node changed status`).
     #[serde(rename = "type")]
     pub kind: String,
+    /// What happened.
     pub description: String,
+    /// The node's zone, for `events/?zone=` filters.
     #[serde(skip)]
     pub zone: String,
 }
 
 impl Event {
+    /// The rank MAAS filters `events/?level=` by (that level and above); None if unknown.
     pub fn level_rank(level: &str) -> Option<u8> {
         Some(match level.to_ascii_uppercase().as_str() {
             "DEBUG" => 10,
@@ -210,43 +259,101 @@ impl Event {
     }
 }
 
-/// An answer to an API call, independent of HTTP.
+/// An answer to an API call, independent of HTTP: the server layer
+/// (`super::server`) turns it into a status code and a body, and renders machines with
+/// `super::render`, so this module knows neither.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Reply {
-    /// 200 with this machine rendered as JSON.
+    /// The call succeeded; the answer is this machine as it is now.
     Machine(usize),
-    /// 200 with a literal JSON body.
+    /// The call succeeded; the answer is the machine as it was before the change took
+    /// effect (MAAS answers `abort` with the old status; the next read shows the new one).
+    MachineBefore(Box<SimMachine>),
+    /// The call succeeded; the answer is one interface of a machine (link/unlink).
+    Interface {
+        /// The machine's index.
+        machine: usize,
+        /// The interface's id.
+        interface: i64,
+    },
+    /// The call succeeded and MAAS answers JSON `null` (a power driver that cannot act).
+    Null,
+    /// The call succeeded; the answer is this literal JSON document.
     Json(String),
-    /// An error: code and body; `json` when MAAS sends a validation dict.
-    Error { code: u16, body: String, json: bool },
+    /// MAAS refused the call.
+    Refused(Refusal),
 }
 
-pub(crate) fn err(code: u16, body: impl Into<String>) -> Reply {
-    Reply::Error {
-        code,
-        body: body.into(),
-        json: false,
+/// Why MAAS refused a call, in MAAS's own classes of refusal. Each class has one
+/// HTTP status (`Refusal::http_status`), chosen by the server layer alone.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    /// The user may not edit this machine (locked, or owned by someone else): an empty
+    /// 403, as MAAS's permission check answers.
+    Forbidden,
+    /// The machine's state forbids the operation (`NodeStateViolation`, "No machine
+    /// available"): a 409 with MAAS's message.
+    Conflict(String),
+    /// The object does not exist: a 404 with MAAS's message.
+    NotFound(String),
+    /// A form field failed validation: a 400 with MAAS's `{field: [message]}` dict.
+    Invalid {
+        /// The form field MAAS names.
+        field: String,
+        /// MAAS's message for it.
+        message: String,
+    },
+    /// A request MAAS refuses as a plain-text 400 (e.g. a preseed that fails to render).
+    BadRequest(String),
+    /// MAAS failed on its side with a message (e.g. an unconfigured power type): a 500.
+    ServerError(String),
+}
+
+impl Refusal {
+    /// The HTTP status MAAS sends for this class of refusal.
+    pub fn http_status(&self) -> u16 {
+        match self {
+            Refusal::Forbidden => 403,
+            Refusal::Conflict(_) => 409,
+            Refusal::NotFound(_) => 404,
+            Refusal::Invalid { .. } | Refusal::BadRequest(_) => 400,
+            Refusal::ServerError(_) => 500,
+        }
     }
 }
 
-pub(crate) fn json_err(code: u16, field: &str, msg: &str) -> Reply {
-    Reply::Error {
-        code,
-        body: serde_json::json!({ field: [msg] }).to_string(),
-        json: true,
-    }
+fn conflict(msg: impl Into<String>) -> Reply {
+    Reply::Refused(Refusal::Conflict(msg.into()))
 }
+
+fn invalid(field: &str, msg: &str) -> Reply {
+    Reply::Refused(Refusal::Invalid {
+        field: field.into(),
+        message: msg.into(),
+    })
+}
+
+const FORBIDDEN: Reply = Reply::Refused(Refusal::Forbidden);
 
 /// The whole simulated region.
 pub struct World {
+    /// Every machine, in insertion order (indices are stable).
     pub machines: Vec<SimMachine>,
+    /// system_id to index in `machines`.
     pub index: HashMap<String, usize>,
+    /// Zone names known to the region.
     pub zones: Vec<String>,
+    /// Resource pool names known to the region.
     pub pools: Vec<String>,
+    /// Transition times and failure rates.
     pub timings: Timings,
+    /// The operation log: every mutating or refused API request.
     pub ops: Vec<OpRecord>,
+    /// The event log, `events/?op=query`'s source.
     pub events: Vec<Event>,
+    /// When the simulator started (op-log times count from here).
     pub started: Instant,
+    /// The random source of failures: seeded, so runs repeat.
     pub rng: SmallRng,
     /// The synced boot images: what `deploy` accepts.
     pub boot_images: BootImages,
@@ -261,6 +368,7 @@ pub struct World {
 }
 
 impl World {
+    /// A region with these machines and timings, its random draws seeded by `seed`.
     pub fn new(machines: Vec<SimMachine>, timings: Timings, seed: u64) -> Self {
         let mut w = World {
             index: HashMap::new(),
@@ -285,6 +393,7 @@ impl World {
         w
     }
 
+    /// Add a machine (its zone and pool become known).
     pub fn add(&mut self, mut m: SimMachine) {
         // A machine that starts Deployed was installed once, like on a real region.
         if m.installation_result_id.is_none()
@@ -303,6 +412,7 @@ impl World {
         self.machines.push(m);
     }
 
+    /// The index of a machine by system_id.
     pub fn find(&self, system_id: &str) -> Option<usize> {
         self.index.get(system_id).copied()
     }
@@ -426,6 +536,7 @@ impl World {
         );
     }
 
+    /// Append an event to the log with the next id.
     #[allow(clippy::too_many_arguments)]
     pub fn push_event(
         &mut self,
@@ -457,6 +568,7 @@ impl World {
         self.next_event_id += n;
     }
 
+    /// Move machine `i` to `to` after `after` (replacing any pending transition).
     pub fn schedule(&mut self, i: usize, after: Duration, to: NodeStatus) {
         let due = Instant::now() + after;
         let m = &mut self.machines[i];
@@ -471,6 +583,7 @@ impl World {
         m.pending = None;
     }
 
+    /// Append one entry to the operation log (the server layer's `Call::log` calls it).
     pub fn record(
         &mut self,
         method: &str,
@@ -514,27 +627,26 @@ impl World {
 
     // ---- operations (API 2.0 semantics; 1.0 maps onto these) ----
 
+    /// `op=commission`: New, Ready, Failed commissioning, Broken... to Commissioning.
     pub fn commission(&mut self, i: usize) -> Reply {
         use NodeStatus::*;
         let m = &self.machines[i];
         if m.locked {
-            return err(403, "");
+            return FORBIDDEN;
         }
         if !matches!(
             m.status,
             New | FailedCommissioning | Missing | Ready | Broken | Testing | FailedTesting
         ) {
-            return json_err(
-                400,
+            return invalid(
                 "__all__",
                 "Commission is not available because of the current state of the node.",
             );
         }
         if m.power_type.is_empty() {
-            return err(
-                500,
-                "Unconfigured power type. Please configure the power type and try again.",
-            );
+            return Reply::Refused(Refusal::ServerError(
+                "Unconfigured power type. Please configure the power type and try again.".into(),
+            ));
         }
         let fail = m.fail_next_commission
             || self
@@ -551,22 +663,17 @@ impl World {
         Reply::Machine(i)
     }
 
+    /// `machines/?op=allocate system_id=`: a Ready machine to Allocated for `user`.
     pub fn allocate(&mut self, system_id: &str, user: &str) -> Reply {
         let Some(i) = self.find(system_id) else {
-            return err(
-                409,
-                format!("No machine with system ID {system_id} available."),
-            );
+            return conflict(format!("No machine with system ID {system_id} available."));
         };
         let m = &self.machines[i];
         if m.status != NodeStatus::Ready
             || m.locked
             || m.owner.as_deref().is_some_and(|o| o != user)
         {
-            return err(
-                409,
-                format!("No machine with system ID {system_id} available."),
-            );
+            return conflict(format!("No machine with system ID {system_id} available."));
         }
         self.do_allocate(i, user);
         Reply::Machine(i)
@@ -592,20 +699,18 @@ impl World {
         );
     }
 
+    /// `op=deploy`: Ready or Allocated to Deploying, checking boot images and links.
     pub fn deploy(&mut self, i: usize, user: &str, params: &[(String, String)]) -> Reply {
         use NodeStatus::*;
         if !self.can_edit(i, user) {
-            return err(403, "");
+            return FORBIDDEN;
         }
         let status = self.machines[i].status;
         if status != Ready && status != Allocated {
-            return err(
-                409,
-                format!(
-                    "Can't deploy a machine that is in the '{}' state",
-                    status.label()
-                ),
-            );
+            return conflict(format!(
+                "Can't deploy a machine that is in the '{}' state",
+                status.label()
+            ));
         }
         // MAAS's machine form: a series or kernel without boot images is a 400 field
         // error. Checked before a Ready machine is allocated, so a refusal changes nothing.
@@ -615,7 +720,7 @@ impl World {
             .validate_deploy(param("distro_series"), param("hwe_kernel"))
         {
             Ok(s) => s,
-            Err(e) => return json_err(400, e.field, &e.message),
+            Err(e) => return invalid(e.field, &e.message),
         };
         // Without an address-configuring link (auto, dhcp, static) a 3.4.10 region
         // refuses the deploy as a field error (maas-api.md section 7).
@@ -625,7 +730,7 @@ impl World {
             .flat_map(|f| f.links.iter())
             .any(|l| matches!(l.mode.as_str(), "auto" | "dhcp" | "static"));
         if !configured {
-            return json_err(400, "network", "Node must be configured to use a network");
+            return invalid("network", "Node must be configured to use a network");
         }
         if status == Ready {
             self.do_allocate(i, user);
@@ -646,40 +751,43 @@ impl World {
         Reply::Machine(i)
     }
 
+    /// `op=power_off`.
     pub fn power_off(&mut self, i: usize, user: &str) -> Reply {
         if !self.can_edit(i, user) {
-            return err(403, "");
+            return FORBIDDEN;
         }
         let m = &mut self.machines[i];
         if m.power_type == "manual" {
             // MAAS answers `null` when the power driver cannot act.
-            return Reply::Json("null".into());
+            return Reply::Null;
         }
         m.power_state = PowerState::Off;
         m.cache = None;
         Reply::Machine(i)
     }
 
+    /// `op=power_on`: only for an allocated machine.
     pub fn power_on(&mut self, i: usize, user: &str) -> Reply {
         if !self.can_edit(i, user) {
-            return err(403, "");
+            return FORBIDDEN;
         }
         let m = &mut self.machines[i];
         if m.owner.is_none() {
-            return err(409, "Can't start node: it hasn't been allocated.");
+            return conflict("Can't start node: it hasn't been allocated.");
         }
         if m.power_type == "manual" {
-            return Reply::Json("null".into());
+            return Reply::Null;
         }
         m.power_state = PowerState::On;
         m.cache = None;
         Reply::Machine(i)
     }
 
+    /// `op=release`: back to Ready (or New if never commissioned), annotations cleared.
     pub fn release(&mut self, i: usize, user: &str) -> Reply {
         use NodeStatus::*;
         if !self.can_edit(i, user) {
-            return err(403, "");
+            return FORBIDDEN;
         }
         let status = self.machines[i].status;
         match status {
@@ -687,13 +795,10 @@ impl World {
             Allocated | Reserved | Broken | Deploying | Deployed | FailedDeployment
             | FailedDiskErasing | FailedReleasing => {}
             other => {
-                return err(
-                    409,
-                    format!(
-                        "Machine cannot be released in its current state ('{}').",
-                        other.label()
-                    ),
-                )
+                return conflict(format!(
+                    "Machine cannot be released in its current state ('{}').",
+                    other.label()
+                ))
             }
         }
         self.cancel(i);
@@ -713,10 +818,11 @@ impl World {
         Reply::Machine(i)
     }
 
+    /// `op=abort`: stop a commissioning, deployment, erase or test.
     pub fn abort(&mut self, i: usize, user: &str) -> Reply {
         use NodeStatus::*;
         if !self.can_edit(i, user) {
-            return err(403, "");
+            return FORBIDDEN;
         }
         let status = self.machines[i].status;
         let to = match status {
@@ -724,27 +830,23 @@ impl World {
             Deploying => Allocated,
             DiskErasing => FailedDiskErasing,
             Testing => FailedTesting,
-            other => {
-                return err(
-                    409,
-                    format!("Cannot abort in current state: {}", other.label()),
-                )
-            }
+            other => return conflict(format!("Cannot abort in current state: {}", other.label())),
         };
         self.cancel(i);
         // MAAS answers with the machine still in the old status; the next read shows the new one.
         let m = &mut self.machines[i];
         m.status_message = Some(format!("Aborted {}", status.label().to_ascii_lowercase()));
         m.cache = None;
-        let body = super::render::machine_v2(m);
+        let before = Box::new(m.clone());
         self.set_status(i, to, None);
-        Reply::Json(body.to_string())
+        Reply::MachineBefore(before)
     }
 
+    /// `op=mark_broken`: only by the owner.
     pub fn mark_broken(&mut self, i: usize, user: &str) -> Reply {
         let m = &self.machines[i];
         if m.owner.as_deref() != Some(user) || m.locked {
-            return err(403, "");
+            return FORBIDDEN;
         }
         self.cancel(i);
         let m = &mut self.machines[i];
@@ -753,10 +855,11 @@ impl World {
         Reply::Machine(i)
     }
 
+    /// `op=mark_fixed`: Broken back to Ready (or Deployed if it was).
     pub fn mark_fixed(&mut self, i: usize) -> Reply {
         let m = &mut self.machines[i];
         if m.status != NodeStatus::Broken {
-            return err(409, "Can't mark a non-broken node as 'Ready'.");
+            return conflict("Can't mark a non-broken node as 'Ready'.");
         }
         let to = if m.broken_from == Some(NodeStatus::Deployed) {
             NodeStatus::Deployed
@@ -768,16 +871,14 @@ impl World {
         Reply::Machine(i)
     }
 
+    /// `op=set_workload_annotations` (and 1.0's `set_owner_data`): empty values delete.
     pub fn set_annotations(&mut self, i: usize, user: &str, params: &[(String, String)]) -> Reply {
         let m = &mut self.machines[i];
         if m.owner.as_deref() != Some(user) {
-            return err(
-                409,
-                "Cannot set workload annotation: it hasn't been acquired.",
-            );
+            return conflict("Cannot set workload annotation: it hasn't been acquired.");
         }
         if m.locked {
-            return err(403, "");
+            return FORBIDDEN;
         }
         for (k, v) in params {
             if v.is_empty() {
@@ -793,7 +894,7 @@ impl World {
     /// `PUT machines/{id}/`: hostname, zone, pool, power type and parameters.
     pub fn update(&mut self, i: usize, params: &[(String, String)]) -> Reply {
         if self.machines[i].locked {
-            return err(403, "");
+            return FORBIDDEN;
         }
         for (k, v) in params {
             if k == "hostname" {
@@ -803,8 +904,7 @@ impl World {
                     && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
                     && !label.starts_with('-');
                 if !ok {
-                    return json_err(
-                        400,
+                    return invalid(
                         "hostname",
                         &format!("Label contains disallowed characters: '{label}'."),
                     );
@@ -815,12 +915,11 @@ impl World {
                     .enumerate()
                     .any(|(j, m)| j != i && m.hostname == label)
                 {
-                    return json_err(400, "hostname", "Node with this Hostname already exists.");
+                    return invalid("hostname", "Node with this Hostname already exists.");
                 }
             }
             if k == "zone" && !self.zones.contains(v) {
-                return json_err(
-                    400,
+                return invalid(
                     "zone",
                     &format!("Select a valid choice. {v} is not one of the available choices."),
                 );
@@ -844,6 +943,7 @@ impl World {
         Reply::Machine(i)
     }
 
+    /// `interfaces/{id}/?op=link_subnet` and `unlink_subnet`.
     pub fn link_subnet(
         &mut self,
         i: usize,
@@ -854,23 +954,24 @@ impl World {
         use NodeStatus::*;
         let status = self.machines[i].status;
         if !matches!(status, New | Ready | Allocated | Broken | FailedTesting) {
-            return err(409, "Cannot link subnet interface because the machine is not New, Ready, Allocated, or Broken.");
+            return conflict("Cannot link subnet interface because the machine is not New, Ready, Allocated, or Broken.");
         }
         let get = |k: &str| params.iter().find(|(p, _)| p == k).map(|(_, v)| v.clone());
         let m = &mut self.machines[i];
         let Some(ifc) = m.interfaces.iter_mut().find(|f| f.id == iface) else {
-            return err(404, "No Interface matches the given query.");
+            return Reply::Refused(Refusal::NotFound(
+                "No Interface matches the given query.".into(),
+            ));
         };
         match op {
             "unlink_subnet" => {
                 let Some(id) = get("id").and_then(|v| v.parse::<i64>().ok()) else {
-                    return json_err(400, "id", "This field is required.");
+                    return invalid("id", "This field is required.");
                 };
                 let before = ifc.links.len();
                 ifc.links.retain(|l| l.id != id);
                 if ifc.links.len() == before {
-                    return json_err(
-                        400,
+                    return invalid(
                         "id",
                         &format!(
                             "Select a valid choice. {id} is not one of the available choices."
@@ -881,7 +982,7 @@ impl World {
             _ => {
                 let mode = get("mode").unwrap_or_default().to_ascii_lowercase();
                 if !matches!(mode.as_str(), "auto" | "dhcp" | "static" | "link_up") {
-                    return json_err(400, "mode", "Select a valid choice.");
+                    return invalid("mode", "Select a valid choice.");
                 }
                 let id = ifc.links.iter().map(|l| l.id).max().unwrap_or(iface * 100) + 1;
                 ifc.links.push(SimLink {
@@ -894,10 +995,9 @@ impl World {
         }
         m.cache = None;
         // MAAS answers link/unlink with the interface, not the machine.
-        let m = &self.machines[i];
-        match m.interfaces.iter().find(|f| f.id == iface) {
-            Some(f) => Reply::Json(super::render::interface_json(m, f)),
-            None => Reply::Machine(i),
+        Reply::Interface {
+            machine: i,
+            interface: iface,
         }
     }
 }
