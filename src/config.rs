@@ -13,7 +13,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::filter::{Filter, FilterSpec, IncludeExclude};
 use crate::lifecycle::{Policy, Target};
-use crate::maas::{ApiKey, ApiVersion, DeployParams};
+use crate::maas::{ApiKey, ApiVersion, CommissionParams, DeployParams};
+use crate::profile::{Profile, ProfileSpec, Profiles, ProvisionTarget};
 
 /// The default location of the API key in a container (a mounted secret).
 pub const DEFAULT_KEY_FILE: &str = "/secrets/maas_api_key";
@@ -24,6 +25,12 @@ pub struct Settings {
     pub maas: MaasSettings,
     pub filter: FilterSettings,
     pub lifecycle: LifecycleSettings,
+    /// `op=commission` options for every machine (a profile may override the scripts
+    /// and `skip_bmc_config`).
+    pub commission: CommissionParams,
+    /// Deploy profiles, in order: the first whose `match` holds applies.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub profile: Vec<ProfileSpec>,
     pub provision: ProvisionSettings,
     pub recovery: RecoverySettings,
     pub limits: LimitSettings,
@@ -67,7 +74,11 @@ pub struct MaasSettings {
 pub struct FilterSettings {
     pub hosts: IncludeExclude,
     pub zones: IncludeExclude,
-    /// The original tool's form: inline JSON or `@file`; replaces `hosts`/`zones`.
+    /// MAAS tag names (exact): any included tag selects, any excluded tag deselects.
+    pub tags: IncludeExclude,
+    /// Resource pool name patterns, matched like zones.
+    pub pools: IncludeExclude,
+    /// The original tool's form: inline JSON or `@file`; replaces `hosts`/`zones`/`tags`/`pools`.
     pub json: Option<String>,
 }
 
@@ -87,8 +98,11 @@ pub struct LifecycleSettings {
     pub power_helper_user: Option<String>,
     pub skip_tag: Option<String>,
     /// Adding this MAAS tag to a machine that gave up provisioning or is quarantined
-    /// starts it over.
+    /// starts it over; maas-flow removes the tag once it has acted on it.
     pub retry_tag: Option<String>,
+    /// The MAAS tag maas-flow puts on a machine it quarantines (created if missing);
+    /// removing it releases the quarantine. Empty disables it.
+    pub quarantine_tag: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -121,6 +135,8 @@ pub struct ProvisionSettings {
 pub struct RecoverySettings {
     pub recommission_attempts: u32,
     pub redeploy_attempts: u32,
+    /// Erase disks when maas-flow releases a machine: `none`, `quick` or `secure`.
+    pub erase: crate::maas::Erase,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -247,6 +263,8 @@ impl Default for Settings {
                 ..FilterSettings::default()
             },
             lifecycle: LifecycleSettings::default(),
+            commission: CommissionParams::default(),
+            profile: Vec::new(),
             provision: ProvisionSettings::default(),
             recovery: RecoverySettings::default(),
             limits: LimitSettings::default(),
@@ -292,6 +310,7 @@ impl Default for LifecycleSettings {
             power_helper_user: None,
             skip_tag: Some("maas-flow-skip".into()),
             retry_tag: Some("maas-flow-retry".into()),
+            quarantine_tag: Some("maas-flow-quarantine".into()),
         }
     }
 }
@@ -417,6 +436,8 @@ pub struct Config {
     pub deploy: DeployParams,
     pub mappings: Arc<HashMap<String, String>>,
     pub provisioner: ProvisionerKind,
+    /// Deploy profiles resolved against the global settings.
+    pub profiles: Profiles,
     /// Leader election, when `ha.backend` is not `none`.
     pub ha: Option<crate::ha::HaConfig>,
     /// The provisioning journal's file (`provision.state_file`, else under `state_dir`).
@@ -440,6 +461,8 @@ impl Config {
             retry_tag: s.lifecycle.retry_tag.clone().filter(|t| !t.is_empty()),
             recommission_attempts: s.recovery.recommission_attempts,
             redeploy_attempts: s.recovery.redeploy_attempts,
+            erase: s.recovery.erase,
+            quarantine_tag: s.lifecycle.quarantine_tag.clone().filter(|t| !t.is_empty()),
         }
     }
 
@@ -700,8 +723,10 @@ fn config_error(e: config::ConfigError) -> ConfigError {
     if let Some(start) = msg.find("for key `") {
         let rest = &msg[start + 9..];
         if let Some(end) = rest.find('`') {
-            let key = &rest[..end];
-            let problem = msg.replace(&format!(" for key `{key}`"), "");
+            let raw = &rest[..end];
+            let problem = msg.replace(&format!(" for key `{raw}`"), "");
+            // The config crate writes a table inside an array as `profile[0]match`.
+            let key = &dotted(raw);
             if let Some(field) = unknown_field(&problem) {
                 return bad(
                     &format!("{key}.{field}"),
@@ -715,6 +740,24 @@ fn config_error(e: config::ConfigError) -> ConfigError {
         return bad(field, format!("unknown key ({msg})"));
     }
     bad("config", msg)
+}
+
+/// `profile[0]match` (how the config crate names a table inside an array) as
+/// `profile[0].match`.
+fn dotted(key: &str) -> String {
+    let mut out = String::with_capacity(key.len() + 2);
+    let mut chars = key.chars().peekable();
+    while let Some(c) = chars.next() {
+        out.push(c);
+        if c == ']'
+            && chars
+                .peek()
+                .is_some_and(|n| n.is_alphanumeric() || *n == '_')
+        {
+            out.push('.');
+        }
+    }
+    out
 }
 
 fn unknown_field(msg: &str) -> Option<&str> {
@@ -794,6 +837,8 @@ fn validate(mut s: Settings) -> Result<Config, ConfigError> {
         _ => FilterSpec {
             hosts: s.filter.hosts.clone(),
             zones: s.filter.zones.clone(),
+            tags: s.filter.tags.clone(),
+            pools: s.filter.pools.clone(),
         },
     };
     let filter = Filter::new(spec).map_err(|e| match &e {
@@ -821,6 +866,24 @@ fn validate(mut s: Settings) -> Result<Config, ConfigError> {
     }
     if s.lifecycle.distro_series.contains(char::is_whitespace) {
         return Err(bad("lifecycle.distro_series", "must not contain spaces"));
+    }
+    for (key, tag) in [
+        ("lifecycle.skip_tag", &s.lifecycle.skip_tag),
+        ("lifecycle.retry_tag", &s.lifecycle.retry_tag),
+        ("lifecycle.quarantine_tag", &s.lifecycle.quarantine_tag),
+    ] {
+        // These names go into MAAS URLs (`tags/{name}/`): MAAS's own tag name rule.
+        if let Some(t) = non_empty(tag) {
+            if !t
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+            {
+                return Err(bad(
+                    key,
+                    format!("`{t}` is not a MAAS tag name (letters, digits, - and _)"),
+                ));
+            }
+        }
     }
     let mappings = match &s.lifecycle.mappings {
         Some(m) if !m.trim().is_empty() => load_mappings(m)?,
@@ -921,7 +984,48 @@ fn validate(mut s: Settings) -> Result<Config, ConfigError> {
         (None, Some(d)) => Some(PathBuf::from(d).join(crate::provision::store::JOURNAL_FILE)),
         (None, None) => None,
     };
-    if journal.is_none() && provisioner != ProvisionerKind::None {
+
+    let deploy = DeployParams {
+        distro_series: s.lifecycle.distro_series.trim().to_string(),
+        user_data: non_empty(&s.lifecycle.user_data).map(str::to_string),
+        hwe_kernel: non_empty(&s.lifecycle.hwe_kernel).map(str::to_string),
+        enable_hw_sync: None,
+        ephemeral_deploy: None,
+    };
+    let global = Profile::global(
+        target,
+        deploy.clone(),
+        s.commission.clone(),
+        match &provisioner {
+            ProvisionerKind::None => ProvisionTarget::None,
+            ProvisionerKind::Script(p) => ProvisionTarget::Script(p.clone()),
+            ProvisionerKind::Http(u) => ProvisionTarget::Http(u.clone()),
+        },
+    );
+    let mut list = Vec::with_capacity(s.profile.len());
+    for (i, spec) in s.profile.iter().enumerate() {
+        let p = crate::profile::resolve(spec, &global)
+            .map_err(|e| bad(&format!("profile[{i}].{}", e.key), e.problem))?;
+        if list.iter().any(|q: &Arc<Profile>| q.name == p.name) {
+            return Err(bad(
+                &format!("profile[{i}].name"),
+                format!("`{}` names an earlier profile too", p.name),
+            ));
+        }
+        if p.storage_layout.is_some() && api_version == ApiVersion::V1 {
+            return Err(bad(
+                &format!("profile[{i}].storage_layout"),
+                "MAAS 1.9's API 1.0 has no op=set_storage_layout",
+            ));
+        }
+        list.push(Arc::new(p));
+    }
+    let profiles = Profiles {
+        list,
+        global: Arc::new(global),
+    };
+    // Profiles may provision though `[provision]` does not.
+    if journal.is_none() && profiles.any_provisioning() {
         return Err(bad(
             "state_dir",
             "no place for the provisioning journal: set state_dir (or STATE_DIRECTORY, XDG_STATE_HOME or HOME)",
@@ -929,11 +1033,8 @@ fn validate(mut s: Settings) -> Result<Config, ConfigError> {
     }
 
     Ok(Config {
-        deploy: DeployParams {
-            distro_series: s.lifecycle.distro_series.trim().to_string(),
-            user_data: non_empty(&s.lifecycle.user_data).map(str::to_string),
-            hwe_kernel: non_empty(&s.lifecycle.hwe_kernel).map(str::to_string),
-        },
+        deploy,
+        profiles,
         settings: s,
         maas_base: base,
         api_version,
@@ -1149,6 +1250,59 @@ mod tests {
             let e = load(&s).unwrap_err();
             assert_eq!(&e.key, key, "{toml}: {e}");
         }
+    }
+
+    #[test]
+    fn profiles_are_validated_naming_the_key() {
+        let head = "[maas]\napi_key=\"a:b:c\"\n";
+        let cases: &[(&str, &str)] = &[
+            ("[[profile]]\nname=\"a\"\nbogus=1", "profile[0].bogus"),
+            (
+                "[[profile]]\nname=\"a\"\n[[profile]]\nname=\"b\"\nmatch={hosts=[\"(\"]}",
+                "profile[1].match.hosts",
+            ),
+            (
+                "[[profile]]\nname=\"a\"\nmatch={racks=[\"x\"]}",
+                "profile[0].match.racks",
+            ),
+            (
+                "[[profile]]\nname=\"a\"\nuser_data=\"@/nonexistent/cloud-init\"",
+                "profile[0].user_data",
+            ),
+            (
+                "[[profile]]\nname=\"a\"\nstorage_layout=\"zfs\"",
+                "profile[0].storage_layout",
+            ),
+            (
+                "[[profile]]\nname=\"a\"\ntarget=\"gone\"",
+                "profile[0].target",
+            ),
+            ("[[profile]]\nmatch={tags=[\"gpu\"]}", "profile[0].name"),
+            (
+                "[[profile]]\nname=\"a\"\n[[profile]]\nname=\"a\"",
+                "profile[1].name",
+            ),
+            (
+                "[[profile]]\nname=\"a\"\nprovision_script=\"/nonexistent/p.sh\"",
+                "profile[0].provision_script",
+            ),
+            ("[commission]\nenable_sshh=true", "commission.enable_sshh"),
+        ];
+        for (toml, key) in cases {
+            let (_d, s) = src(&format!("{head}{toml}"), &[], &[]);
+            let e = load(&s).unwrap_err();
+            assert_eq!(&e.key, key, "{toml}: {e}");
+        }
+        let (_d, s) = src(
+            &format!(
+                "{head}[[profile]]\nname=\"gpu\"\nmatch={{tags=[\"gpu\"]}}\nstorage_layout=\"lvm\""
+            ),
+            &[],
+            &[],
+        );
+        let c = load(&s).unwrap();
+        assert_eq!(c.profiles.list.len(), 1);
+        assert!(c.render().contains("[[profile]]"), "{}", c.render());
     }
 
     #[test]

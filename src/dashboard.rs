@@ -74,6 +74,7 @@ fn row(m: &MachineView, now: SystemTime) -> Markup {
             td { (m.attempts) }
             td { (m.next_retry.as_deref().unwrap_or("")) }
             td class="err" { (m.last_error.as_deref().unwrap_or("")) }
+            td { (m.profile.as_deref().unwrap_or("")) }
         }
     }
 }
@@ -149,7 +150,7 @@ pub fn render(board: &Board) -> String {
                         thead { tr {
                             th { "hostname" } th { "system_id" } th { "zone" } th { "MAAS status" }
                             th { "in state" } th { "next step" } th { "provisioning" } th { "in flight" }
-                            th { "attempts" } th { "next retry" } th { "last error" }
+                            th { "attempts" } th { "next retry" } th { "last error" } th { "profile" }
                         } }
                         tbody id="rows" {
                             @for m in &first.machines { (row(m, now)) }

@@ -17,6 +17,14 @@ pub struct FilterSpec {
     pub hosts: IncludeExclude,
     #[serde(default)]
     pub zones: IncludeExclude,
+    /// MAAS tag names, compared exactly (tags are names, not patterns). Unlike hosts and
+    /// zones, an empty include list places no constraint: tags narrow a selection.
+    #[serde(default, skip_serializing_if = "IncludeExclude::is_empty")]
+    pub tags: IncludeExclude,
+    /// Resource pool name patterns, matched like zones; an empty include list places no
+    /// constraint.
+    #[serde(default, skip_serializing_if = "IncludeExclude::is_empty")]
+    pub pools: IncludeExclude,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
@@ -28,6 +36,12 @@ pub struct IncludeExclude {
     pub exclude: Vec<String>,
 }
 
+impl IncludeExclude {
+    pub fn is_empty(&self) -> bool {
+        self.include.is_empty() && self.exclude.is_empty()
+    }
+}
+
 impl FilterSpec {
     /// All hosts in zone `default`, the original tool's default.
     pub fn default_zone() -> Self {
@@ -37,6 +51,7 @@ impl FilterSpec {
                 include: vec!["default".into()],
                 exclude: vec![],
             },
+            ..FilterSpec::default()
         }
     }
 }
@@ -142,6 +157,8 @@ pub struct Filter {
     host_exclude: Patterns,
     zone_include: Patterns,
     zone_exclude: Patterns,
+    pool_include: Patterns,
+    pool_exclude: Patterns,
 }
 
 fn compile(list: &[String], name: &'static str) -> Result<Patterns, FilterError> {
@@ -181,6 +198,8 @@ impl Filter {
             host_exclude: compile(&spec.hosts.exclude, "hosts.exclude")?,
             zone_include: compile(&spec.zones.include, "zones.include")?,
             zone_exclude: compile(&spec.zones.exclude, "zones.exclude")?,
+            pool_include: compile(&spec.pools.include, "pools.include")?,
+            pool_exclude: compile(&spec.pools.exclude, "pools.exclude")?,
             spec,
         })
     }
@@ -197,11 +216,61 @@ impl Filter {
             && !self.zone_exclude.is_match(zone)
     }
 
+    /// The whole selection for one machine: hosts and zones as [`Filter::matches`],
+    /// then resource pools (patterns, like zones) and MAAS tags (exact names). A machine
+    /// is kept when it has any included tag (or none are listed) and no excluded tag.
+    pub fn selects(&self, m: &crate::maas::Machine) -> bool {
+        self.matches(&m.hostname, m.zone_name()) && self.pool_and_tags(m.pool_name(), &m.tag_names)
+    }
+
+    /// The pool and tag half of [`Filter::selects`]; empty include lists do not constrain.
+    pub fn pool_and_tags(&self, pool: &str, tags: &[String]) -> bool {
+        let t = &self.spec.tags;
+        (self.spec.pools.include.is_empty() || self.pool_include.is_match(pool))
+            && !self.pool_exclude.is_match(pool)
+            && (t.include.is_empty() || t.include.iter().any(|i| tags.contains(i)))
+            && !t.exclude.iter().any(|e| tags.contains(e))
+    }
+
+    /// Tags MAAS can filter for us. MAAS ANDs repeated `tags=` (every tag required,
+    /// `node_constraint_filter_forms.py`), while the filter wants any included tag, so
+    /// only a single included tag can be sent without changing the selection.
+    pub fn server_side_tags(&self) -> Option<Vec<String>> {
+        match self.spec.tags.include.as_slice() {
+            [one] if !one.is_empty() => Some(vec![one.clone()]),
+            _ => None,
+        }
+    }
+
+    /// Pools MAAS can filter for us (`pool=`, ORed like `zone=`), under the same rule as
+    /// [`Filter::server_side_zones`]: only patterns that name exactly one pool.
+    pub fn server_side_pools(&self) -> Option<Vec<String>> {
+        exact_names(&self.pool_include, &self.spec.pools.include)
+    }
+
     /// Zones MAAS can filter for us (`zone=`), when every zone include is a plain name.
     pub fn server_side_zones(&self) -> Option<Vec<String>> {
         let inc = &self.spec.zones.include;
         (!inc.is_empty() && inc.iter().all(|z| is_plain(z))).then(|| inc.clone())
     }
+}
+
+/// The names a pattern list stands for when every pattern matches exactly one name:
+/// `^name$`, or a bare name while patterns match whole names.
+fn exact_names(p: &Patterns, spec: &[String]) -> Option<Vec<String>> {
+    if spec.is_empty() {
+        return None;
+    }
+    spec.iter()
+        .map(|s| {
+            let name = match (s.strip_prefix('^').and_then(|r| r.strip_suffix('$')), p) {
+                (Some(n), _) => n,
+                (None, Patterns::Plain(_)) => s.as_str(),
+                (None, _) => return None,
+            };
+            is_plain(name).then(|| name.to_string())
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -251,6 +320,53 @@ mod tests {
             load_spec("@/nonexistent/f.json"),
             Err(FilterError::File { .. })
         ));
+    }
+
+    #[test]
+    fn tags_are_exact_names_and_pools_are_patterns() {
+        let f = filter(
+            r#"{"zones":{"include":["default"]},
+                "tags":{"include":["gpu","fast"],"exclude":["broken"]},
+                "pools":{"include":["prod-.*"],"exclude":["prod-old"]}}"#,
+        );
+        let tags = |t: &[&str]| t.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert!(f.pool_and_tags("prod-a", &tags(&["gpu"])));
+        assert!(
+            f.pool_and_tags("prod-a", &tags(&["x", "fast"])),
+            "any included tag"
+        );
+        assert!(
+            !f.pool_and_tags("prod-a", &tags(&["gpu", "broken"])),
+            "exclude wins"
+        );
+        assert!(
+            !f.pool_and_tags("prod-a", &tags(&["gpu-2"])),
+            "tags are exact"
+        );
+        assert!(!f.pool_and_tags("prod-old", &tags(&["gpu"])));
+        assert!(!f.pool_and_tags("dev", &tags(&["gpu"])));
+        assert_eq!(
+            f.server_side_tags(),
+            None,
+            "two include tags: MAAS would AND them"
+        );
+        assert_eq!(f.server_side_pools(), None);
+        let f = filter(r#"{"tags":{"include":["gpu"]},"pools":{"include":["^storage$"]}}"#);
+        assert_eq!(f.server_side_tags(), Some(vec!["gpu".to_string()]));
+        assert_eq!(f.server_side_pools(), Some(vec!["storage".to_string()]));
+        let f = filter(r#"{"pools":{"include":["^storage$","^rack.1$"]}}"#);
+        assert_eq!(
+            f.server_side_pools(),
+            None,
+            "a regex is filtered on our side"
+        );
+        let none = filter(r#"{"zones":{"include":["default"]}}"#);
+        assert!(
+            none.pool_and_tags("anything", &[]),
+            "no tag or pool lists: no constraint"
+        );
+        let e = Filter::new(load_spec(r#"{"pools":{"include":["("]}}"#).unwrap()).unwrap_err();
+        assert!(e.to_string().contains("pools.include"), "{e}");
     }
 
     #[test]

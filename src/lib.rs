@@ -27,6 +27,7 @@ pub mod logging;
 pub mod maas;
 pub mod metrics;
 pub mod process_metrics;
+pub mod profile;
 pub mod provision;
 pub mod run;
 pub mod shutdown;

@@ -17,6 +17,7 @@ use std::time::Instant;
 
 use crate::maas::model::LinkMode;
 use crate::maas::{Escaped, Machine, NodeStatus, PowerState};
+use crate::profile::StorageLayout;
 
 /// The state the operator wants selected machines in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -52,6 +53,11 @@ pub struct Policy {
     pub recommission_attempts: u32,
     /// Release and redeploy after Failed deployment, up to this many times (0 = never).
     pub redeploy_attempts: u32,
+    /// Erase disks when we release (redeploy recovery).
+    pub erase: crate::maas::Erase,
+    /// The MAAS tag that marks a machine maas-flow quarantined; while it is on a failed
+    /// machine, the machine stays quarantined (also across restarts).
+    pub quarantine_tag: Option<String>,
 }
 
 impl Default for Policy {
@@ -68,6 +74,8 @@ impl Default for Policy {
             retry_tag: None,
             recommission_attempts: 0,
             redeploy_attempts: 0,
+            erase: crate::maas::Erase::None,
+            quarantine_tag: None,
         }
     }
 }
@@ -89,6 +97,10 @@ pub enum Action {
     },
     /// Run the power helper script and set the power parameters it returns.
     PowerHelper,
+    /// Set the storage layout the machine's profile asks for (only while Ready).
+    SetStorageLayout(StorageLayout),
+    /// Put the quarantine tag on the machine (creating the tag if missing), and say why.
+    TagQuarantine(String),
 }
 
 /// An [`Action`] without its data: what the memo and metrics count.
@@ -104,6 +116,8 @@ pub enum ActionKind {
     RelinkDhcp,
     PowerHelper,
     Provision,
+    SetStorageLayout,
+    TagQuarantine,
 }
 
 impl ActionKind {
@@ -118,6 +132,8 @@ impl ActionKind {
             ActionKind::RelinkDhcp => "relink_dhcp",
             ActionKind::PowerHelper => "power_helper",
             ActionKind::Provision => "provision",
+            ActionKind::SetStorageLayout => "set_storage_layout",
+            ActionKind::TagQuarantine => "tag_quarantine",
         }
     }
 }
@@ -133,6 +149,8 @@ impl Action {
             Action::Rename(_) => ActionKind::Rename,
             Action::RelinkDhcp { .. } => ActionKind::RelinkDhcp,
             Action::PowerHelper => ActionKind::PowerHelper,
+            Action::SetStorageLayout(_) => ActionKind::SetStorageLayout,
+            Action::TagQuarantine(_) => ActionKind::TagQuarantine,
         }
     }
 }
@@ -283,11 +301,50 @@ impl Step {
     }
 }
 
-/// Decide the next step for one machine.
+/// What a machine's deploy profile (`crate::profile`) changes in the table: its own
+/// target, whether it is provisioned, and a storage layout to set while Ready.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProfileChoice {
+    pub target: Target,
+    pub provisioning: bool,
+    pub storage_layout: Option<StorageLayout>,
+}
+
+impl ProfileChoice {
+    /// The global policy's choices: what a machine no profile matches gets.
+    pub fn global(policy: &Policy) -> Self {
+        ProfileChoice {
+            target: policy.target,
+            provisioning: policy.provisioning,
+            storage_layout: None,
+        }
+    }
+}
+
+/// Decide the next step for one machine under the global policy alone.
 pub fn decide(
     m: &Machine,
     provision: Provision,
     policy: &Policy,
+    memo: &Memo,
+    now: Instant,
+) -> Step {
+    decide_for(
+        m,
+        provision,
+        policy,
+        &ProfileChoice::global(policy),
+        memo,
+        now,
+    )
+}
+
+/// Decide the next step for one machine whose profile made `choice`.
+pub fn decide_for(
+    m: &Machine,
+    provision: Provision,
+    policy: &Policy,
+    choice: &ProfileChoice,
     memo: &Memo,
     now: Instant,
 ) -> Step {
@@ -299,7 +356,7 @@ pub fn decide(
             return Step::Hold(Hold::SkipTag);
         }
     }
-    let step = decide_status(m, provision, policy, memo, now);
+    let step = decide_status(m, provision, policy, choice, memo, now);
     match step {
         Step::Act(a) => {
             if m.locked == Some(true) {
@@ -329,6 +386,30 @@ pub fn decide(
     }
 }
 
+/// Recovery attempts are used up: record it in MAAS with the quarantine tag (once),
+/// then leave the machine alone.
+fn quarantine(m: &Machine, policy: &Policy, attempts: u32) -> Step {
+    match &policy.quarantine_tag {
+        Some(tag) if !m.tag_names.iter().any(|t| t == tag) => Step::Act(Action::TagQuarantine(
+            format!("{} after {attempts} recovery attempt(s)", m.status.label()),
+        )),
+        _ => Step::Hold(Hold::Quarantined(m.status)),
+    }
+}
+
+/// The machine carries the quarantine tag in a failed status: MAAS says we quarantined
+/// it, whatever this process remembers.
+fn tagged_quarantined(m: &Machine, policy: &Policy) -> bool {
+    use NodeStatus::*;
+    matches!(
+        m.status,
+        FailedCommissioning | FailedDeployment | FailedDiskErasing
+    ) && policy
+        .quarantine_tag
+        .as_ref()
+        .is_some_and(|t| m.tag_names.iter().any(|x| x == t))
+}
+
 fn owned_by_other(m: &Machine, policy: &Policy) -> Option<Step> {
     match m.owner.as_deref() {
         Some(o) if o != policy.me => Some(Step::Hold(Hold::OwnedBy(o.to_string()))),
@@ -351,10 +432,14 @@ fn decide_status(
     m: &Machine,
     provision: Provision,
     policy: &Policy,
+    choice: &ProfileChoice,
     memo: &Memo,
     now: Instant,
 ) -> Step {
     use NodeStatus::*;
+    if tagged_quarantined(m, policy) && owned_by_other(m, policy).is_none() {
+        return Step::Hold(Hold::Quarantined(m.status));
+    }
     if let Some(h) = wanted_hostname(m, policy) {
         let owned_ok = m.owner.as_deref().is_none_or(|o| o == policy.me);
         if (policy.always_rename || m.status == New) && owned_ok && !memo.sent(ActionKind::Rename) {
@@ -377,7 +462,19 @@ fn decide_status(
                 Step::Act(Action::Commission)
             }
         }
-        Ready => match policy.target {
+        // MAAS accepts a storage layout only while Ready, and commissioning resets it:
+        // set it in each Ready episode, before allocating (or before stopping at Ready).
+        Ready
+            if choice
+                .storage_layout
+                .is_some_and(|_| !memo.sent(ActionKind::SetStorageLayout)) =>
+        {
+            match choice.storage_layout {
+                Some(l) => Step::Act(Action::SetStorageLayout(l)),
+                None => Step::Done,
+            }
+        }
+        Ready => match choice.target {
             Target::Ready => Step::Done,
             Target::Deployed => {
                 if policy.relink_dhcp && !memo.sent(ActionKind::RelinkDhcp) {
@@ -388,12 +485,12 @@ fn decide_status(
                 Step::Act(Action::Allocate)
             }
         },
-        Allocated => owned_by_other(m, policy).unwrap_or(match policy.target {
+        Allocated => owned_by_other(m, policy).unwrap_or(match choice.target {
             Target::Ready => Step::Done,
             Target::Deployed => Step::Act(Action::Deploy),
         }),
         Deployed => {
-            owned_by_other(m, policy).unwrap_or(match (policy.target, policy.provisioning) {
+            owned_by_other(m, policy).unwrap_or(match (choice.target, choice.provisioning) {
                 (Target::Ready, _) | (Target::Deployed, false) => Step::Done,
                 (Target::Deployed, true) => match provision {
                     Provision::Done => Step::Done,
@@ -415,7 +512,7 @@ fn decide_status(
             if memo.recommissions < policy.recommission_attempts {
                 Step::Act(Action::Commission)
             } else if policy.recommission_attempts > 0 {
-                Step::Hold(Hold::Quarantined(m.status))
+                quarantine(m, policy, memo.recommissions)
             } else {
                 Step::Hold(Hold::Status(m.status))
             }
@@ -426,7 +523,20 @@ fn decide_status(
             } else if memo.redeploys < policy.redeploy_attempts {
                 Step::Act(Action::Release)
             } else if policy.redeploy_attempts > 0 {
-                Step::Hold(Hold::Quarantined(m.status))
+                quarantine(m, policy, memo.redeploys)
+            } else {
+                Step::Hold(Hold::Status(m.status))
+            }
+        }
+        // Our erasing release failed: release (and erase) again within the redeploy
+        // budget, then quarantine.
+        FailedDiskErasing => {
+            if let Some(other) = owned_by_other(m, policy) {
+                other
+            } else if memo.redeploys < policy.redeploy_attempts {
+                Step::Act(Action::Release)
+            } else if policy.redeploy_attempts > 0 {
+                quarantine(m, policy, memo.redeploys)
             } else {
                 Step::Hold(Hold::Status(m.status))
             }
@@ -436,7 +546,6 @@ fn decide_status(
         | Retired
         | Broken
         | FailedReleasing
-        | FailedDiskErasing
         | RescueMode
         | FailedEnteringRescueMode
         | FailedExitingRescueMode
@@ -793,6 +902,20 @@ mod tests {
             decide(&m, Provision::Pending, &p, &Memo::default(), now),
             Step::Act(Action::Release)
         );
+        // An erasing release that failed is released again, within the same budget.
+        let m = machine(FailedDiskErasing, Some("maas-flow"), PowerState::Off);
+        assert_eq!(
+            decide(&m, Provision::Pending, &p, &Memo::default(), now),
+            Step::Act(Action::Release)
+        );
+        let spent = Memo {
+            redeploys: 1,
+            ..Memo::default()
+        };
+        assert_eq!(
+            decide(&m, Provision::Pending, &p, &spent, now),
+            Step::Hold(Hold::Quarantined(FailedDiskErasing))
+        );
     }
 
     #[test]
@@ -826,6 +949,104 @@ mod tests {
         };
         assert_eq!(
             decide(&m, Provision::Pending, &p, &memo, now),
+            Step::Act(Action::Allocate)
+        );
+    }
+
+    /// A profile's storage layout is set once per Ready episode, then the machine goes on
+    /// to its profile's target; a profile can stop at Ready while the global goes on.
+    #[test]
+    fn profile_storage_layout_precedes_allocate_and_profile_target_wins() {
+        let now = Instant::now();
+        let m = machine(Ready, None, PowerState::Off);
+        let lvm = ProfileChoice {
+            target: Target::Deployed,
+            provisioning: false,
+            storage_layout: Some(StorageLayout::Lvm),
+        };
+        let mut memo = Memo::default();
+        memo.observe(Ready);
+        assert_eq!(
+            decide_for(&m, Provision::Pending, &policy(), &lvm, &memo, now),
+            Step::Act(Action::SetStorageLayout(StorageLayout::Lvm))
+        );
+        memo.sent.push(ActionKind::SetStorageLayout);
+        assert_eq!(
+            decide_for(&m, Provision::Pending, &policy(), &lvm, &memo, now),
+            Step::Act(Action::Allocate)
+        );
+        // Commissioning again resets the layout in MAAS: the next Ready sets it again.
+        memo.observe(Commissioning);
+        memo.observe(Ready);
+        assert_eq!(
+            decide_for(&m, Provision::Pending, &policy(), &lvm, &memo, now),
+            Step::Act(Action::SetStorageLayout(StorageLayout::Lvm))
+        );
+        let ready = ProfileChoice {
+            target: Target::Ready,
+            ..lvm
+        };
+        memo.sent.push(ActionKind::SetStorageLayout);
+        assert_eq!(
+            decide_for(&m, Provision::Pending, &policy(), &ready, &memo, now),
+            Step::Done
+        );
+        let provisioned = ProfileChoice {
+            target: Target::Deployed,
+            provisioning: true,
+            storage_layout: None,
+        };
+        let d = machine(Deployed, Some("maas-flow"), PowerState::On);
+        assert_eq!(
+            decide_for(
+                &d,
+                Provision::Pending,
+                &policy(),
+                &provisioned,
+                &Memo::default(),
+                now
+            ),
+            Step::Provision,
+            "the profile's own provisioning step runs though the global has none"
+        );
+    }
+
+    /// With a quarantine tag configured, a used-up machine is tagged first, then held;
+    /// a failed machine carrying the tag stays quarantined whatever the counters say.
+    #[test]
+    fn quarantine_is_recorded_with_a_tag_and_the_tag_is_honoured() {
+        let now = Instant::now();
+        let p = Policy {
+            recommission_attempts: 1,
+            quarantine_tag: Some("maas-flow-quarantine".into()),
+            ..policy()
+        };
+        let mut m = machine(FailedCommissioning, None, PowerState::Off);
+        let spent = Memo {
+            recommissions: 1,
+            ..Memo::default()
+        };
+        assert_eq!(
+            decide(&m, Provision::Pending, &p, &spent, now),
+            Step::Act(Action::TagQuarantine(
+                "Failed commissioning after 1 recovery attempt(s)".into()
+            ))
+        );
+        m.tag_names.push("maas-flow-quarantine".into());
+        assert_eq!(
+            decide(&m, Provision::Pending, &p, &spent, now),
+            Step::Hold(Hold::Quarantined(FailedCommissioning))
+        );
+        // A restart forgets the counters; the tag does not.
+        assert_eq!(
+            decide(&m, Provision::Pending, &p, &Memo::default(), now),
+            Step::Hold(Hold::Quarantined(FailedCommissioning))
+        );
+        // Outside a failed status the tag does not hold the machine.
+        let mut r = machine(Ready, None, PowerState::Off);
+        r.tag_names.push("maas-flow-quarantine".into());
+        assert_eq!(
+            decide(&r, Provision::Pending, &p, &Memo::default(), now),
             Step::Act(Action::Allocate)
         );
     }

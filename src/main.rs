@@ -36,7 +36,13 @@ enum Command {
         timeout: Duration,
     },
     /// Validate the configuration, print it (API key masked), and exit.
-    CheckConfig,
+    CheckConfig {
+        /// Print which deploy profile a machine would get: `HOSTNAME[,TAG...]`, where
+        /// `zone=NAME` and `pool=NAME` items give its zone and pool (default `default`).
+        /// Repeatable.
+        #[arg(long, value_name = "HOSTNAME[,TAG...]")]
+        explain: Vec<String>,
+    },
     /// Ask a running maas-flow: the summary, or one machine's history, next step and
     /// last error.
     Status {
@@ -333,9 +339,16 @@ fn main() -> ExitCode {
                         return ExitCode::from(2);
                     }
                 };
-            if matches!(cmd, Command::CheckConfig) {
+            if let Command::CheckConfig { explain } = &cmd {
                 for w in &cfg.warnings {
                     eprintln!("warning: {w}");
+                }
+                if !explain.is_empty() {
+                    for e in explain {
+                        let ex = maas_flow::profile::Example::parse(e);
+                        print!("{}", cfg.profiles.explain(&ex));
+                    }
+                    return ExitCode::SUCCESS;
                 }
                 print!("{}", cfg.render());
                 println!("# configuration is valid");

@@ -12,10 +12,11 @@ use tracing::{error, info, warn};
 
 use crate::actors::{Deps, Poller, PowerHelper, ProvisionDeps, Supervisor};
 use crate::backoff::Backoff;
-use crate::config::{Config, ProvisionerKind};
+use crate::config::Config;
 use crate::ha::Fence;
 use crate::maas::{ApiVersion, ClientSettings, MaasClient};
 use crate::metrics::Metrics;
+use crate::profile::ProvisionTarget;
 use crate::provision::http::HttpProvisioner;
 use crate::provision::script::ScriptProvisioner;
 use crate::provision::store::FileStore;
@@ -200,22 +201,22 @@ pub async fn start_actors(
     info!(user = %crate::maas::Escaped(&me), "acting as MAAS user");
     board.with_global(|g| g.maas_user = Some(me.clone()));
     let policy = cfg.policy(&me);
-    let store = match (&cfg.journal, &cfg.provisioner) {
-        (Some(path), kind) if *kind != ProvisionerKind::None => Some(Arc::new(
+    let store = match &cfg.journal {
+        Some(path) if cfg.profiles.any_provisioning() => Some(Arc::new(
             FileStore::open(path, &cfg.maas_base).map_err(StartError::Journal)?,
         )),
         _ => None,
     };
     let scrub = crate::child::Scrub::for_key(&cfg.api_key);
-    let provisioner = match &cfg.provisioner {
-        ProvisionerKind::None => None,
-        ProvisionerKind::Script(path) => Some(Provisioner::Script(ScriptProvisioner {
+    let make = |kind: &ProvisionTarget| match kind {
+        ProvisionTarget::None => None,
+        ProvisionTarget::Script(path) => Some(Provisioner::Script(ScriptProvisioner {
             path: path.clone(),
             ttl: s.provision.ttl,
             output_limit: s.provision.output_limit,
             scrub: scrub.clone(),
         })),
-        ProvisionerKind::Http(url) => Some(Provisioner::Http(HttpProvisioner::new(
+        ProvisionTarget::Http(url) => Some(Provisioner::Http(HttpProvisioner::new(
             url.clone(),
             s.provision.poll_interval.unwrap_or(s.maas.period),
             s.provision.first_poll,
@@ -225,6 +226,14 @@ pub async fn start_actors(
             metrics.clone(),
         ))),
     };
+    let provisioner = make(&cfg.profiles.global.provision);
+    let by_profile: std::collections::HashMap<String, Provisioner> = cfg
+        .profiles
+        .list
+        .iter()
+        .filter(|p| p.own_provisioner)
+        .filter_map(|p| make(&p.provision).map(|v| (p.name.clone(), v)))
+        .collect();
     let deps = Rc::new(Deps {
         client: client.clone(),
         policy,
@@ -233,8 +242,10 @@ pub async fn start_actors(
         op_permits: Arc::new(Semaphore::new(s.limits.max_ops_in_flight)),
         retry_base: s.limits.retry_base,
         retry_cap: s.limits.retry_cap,
-        provision: provisioner.map(|p| ProvisionDeps {
-            provisioner: p,
+        profiles: Arc::new(cfg.profiles.clone()),
+        provision: cfg.profiles.any_provisioning().then(|| ProvisionDeps {
+            provisioner,
+            by_profile,
             permits: Arc::new(Semaphore::new(s.provision.max_concurrent)),
             retry_base: s.provision.retry_base,
             retry_cap: s.provision.retry_cap,
@@ -269,6 +280,12 @@ pub async fn start_actors(
         board.clone(),
         metrics.clone(),
     );
+    if cfg.api_version == ApiVersion::V2 {
+        poller = poller.with_server_filter(
+            cfg.filter.server_side_pools(),
+            cfg.filter.server_side_tags(),
+        );
+    }
     if s.events.enabled && cfg.api_version == ApiVersion::V2 {
         poller = poller.with_event_feed(s.events.interval);
     }

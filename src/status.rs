@@ -49,6 +49,8 @@ pub struct MachineView {
     pub power_state: String,
     pub owner: Option<String>,
     pub target: String,
+    /// The deploy profile the machine gets (`None`: the global settings).
+    pub profile: Option<String>,
     /// What the controller does next, in words.
     pub step: String,
     /// `none`, `-` (not Deployed yet), `pending`, `queued` (waiting for a slot),

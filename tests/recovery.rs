@@ -56,8 +56,8 @@ async fn failed_commissioning_is_retried_up_to_the_limit_then_quarantined() {
     actix_rt::time::sleep(Duration::from_millis(600)).await;
     assert_eq!(
         ops_for(&sim, &id),
-        ["commission", "commission", "commission"],
-        "1 + 2 recoveries, no more"
+        ["commission", "commission", "commission", "update_nodes"],
+        "1 + 2 recoveries, no more; then the quarantine tag"
     );
     let v = ctrl.board.get(&id).unwrap();
     assert_eq!(v.step, "quarantined (Failed commissioning)");

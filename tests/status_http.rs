@@ -529,6 +529,7 @@ fn synthetic_board(n: usize) -> Arc<Board> {
             power_state: "on".into(),
             owner: Some("maas-flow".into()),
             target: "deployed".into(),
+            profile: None,
             step: step.into(),
             provisioning: prov.into(),
             action_in_flight: inflight.map(str::to_string),

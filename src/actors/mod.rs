@@ -24,6 +24,7 @@ pub use supervisor::Supervisor;
 use crate::lifecycle::Policy;
 use crate::maas::{DeployParams, MaasClient, Machine};
 use crate::metrics::Metrics;
+use crate::profile::{Profile, Profiles};
 use crate::provision::store::FileStore;
 use crate::provision::Provisioner;
 use crate::status::Board;
@@ -66,7 +67,10 @@ pub struct StopPolling;
 
 /// Provisioning settings the node actors share.
 pub struct ProvisionDeps {
-    pub provisioner: Provisioner,
+    /// The global step (`[provision]`); `None` when only profiles provision.
+    pub provisioner: Option<Provisioner>,
+    /// Profiles with their own step, by profile name.
+    pub by_profile: std::collections::HashMap<String, Provisioner>,
     pub permits: Arc<Semaphore>,
     pub retry_base: Duration,
     pub retry_cap: Duration,
@@ -79,6 +83,8 @@ pub struct Deps {
     pub client: MaasClient,
     pub policy: Policy,
     pub deploy: DeployParams,
+    /// Deploy profiles; each node actor picks its machine's.
+    pub profiles: Arc<Profiles>,
     pub preview: bool,
     /// Caps mutating MAAS operations in flight across all machines (FIFO).
     pub op_permits: Arc<Semaphore>,
@@ -130,6 +136,15 @@ impl Deps {
                 ..Policy::default()
             },
             deploy: DeployParams::default(),
+            profiles: Arc::new(Profiles {
+                list: Vec::new(),
+                global: Arc::new(Profile::global(
+                    crate::lifecycle::Target::Deployed,
+                    DeployParams::default(),
+                    Default::default(),
+                    crate::profile::ProvisionTarget::None,
+                )),
+            }),
             preview: true,
             op_permits: Arc::new(Semaphore::new(1)),
             retry_base: Duration::from_secs(1),

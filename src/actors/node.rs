@@ -16,9 +16,12 @@ use tracing_actix::ActorInstrument;
 
 use super::{Observed, Retire, SharedDeps, StandDown};
 use crate::backoff::{instant_after, Backoff};
-use crate::lifecycle::{self, Action, ActionKind, Hold, Memo, Provision, Refusal, Step, Wait};
+use crate::lifecycle::{
+    self, Action, ActionKind, Hold, Memo, ProfileChoice, Provision, Refusal, Step, Wait,
+};
 use crate::maas::model::check_system_id;
 use crate::maas::{parse_machine, ErrorClass, Escaped, MaasError, Machine, NodeStatus, Request};
+use crate::profile::Profile;
 use crate::provision::{
     self,
     store::{DeploymentKey, Record},
@@ -80,6 +83,12 @@ pub struct NodeActor {
     span: Span,
     /// What the board shows for this machine, to skip rewriting an unchanged row.
     published: Option<Published>,
+    /// The deploy profile the machine's latest observation picks.
+    profile: Arc<Profile>,
+    /// The retry tag now on the machine was acted on (its removal may be pending).
+    retry_consumed: bool,
+    /// Operator tags acted on, still to be removed from the machine in MAAS.
+    pending_untag: Option<Vec<String>>,
 }
 
 /// The inputs of the last board row written.
@@ -96,6 +105,7 @@ struct Published {
     hostname: String,
     zone: String,
     owner: Option<String>,
+    profile: String,
 }
 
 impl NodeActor {
@@ -109,7 +119,11 @@ impl NodeActor {
             .unwrap_or_else(|| Backoff::new(Duration::from_secs(30), Duration::from_secs(600)));
         let mut memo = Memo::default();
         memo.observe(machine.status);
+        let profile = deps.profiles.for_machine(&machine).clone();
         NodeActor {
+            profile,
+            retry_consumed: false,
+            pending_untag: None,
             system_id: machine.system_id.clone(),
             seen_at: fetched_at,
             last_write: None,
@@ -157,16 +171,19 @@ impl NodeActor {
                 self.memo.sent.retain(|k| *k != kind);
             }
         }
-        let retry_requested = self
-            .deps
-            .policy
-            .retry_tag
-            .as_ref()
-            .is_some_and(|t| m.has_tag(t) && !self.machine.has_tag(t));
+        let had_quarantine_tag = self.has_tag(self.deps.policy.quarantine_tag.as_deref());
         self.machine = m;
-        if retry_requested {
-            self.operator_retry();
+        // Tags, pool, zone or name may have changed: pick the profile again.
+        let p = self.deps.profiles.for_machine(&self.machine);
+        if !Arc::ptr_eq(p, &self.profile) {
+            info!(
+                from = self.profile.label().unwrap_or("-"),
+                to = p.label().unwrap_or("-"),
+                "deploy profile changed"
+            );
+            self.profile = p.clone();
         }
+        self.operator_tags(had_quarantine_tag);
         if status_changed {
             let spent = self.status_since.elapsed().as_secs_f64();
             self.deps.metrics.left_status(old, spent);
@@ -182,7 +199,9 @@ impl NodeActor {
             }
             match self.machine.status {
                 NodeStatus::Ready | NodeStatus::Deployed => self.recovery_backoff.reset(),
-                NodeStatus::FailedCommissioning | NodeStatus::FailedDeployment
+                NodeStatus::FailedCommissioning
+                | NodeStatus::FailedDeployment
+                | NodeStatus::FailedDiskErasing
                     if self.deps.policy.recommission_attempts
                         + self.deps.policy.redeploy_attempts
                         > 0 =>
@@ -195,6 +214,40 @@ impl NodeActor {
         }
         self.load_durable();
         true
+    }
+
+    fn has_tag(&self, tag: Option<&str>) -> bool {
+        tag.is_some_and(|t| self.machine.tag_names.iter().any(|x| x == t))
+    }
+
+    /// Act on the operator's tags as MAAS shows them now. The retry tag is
+    /// level-triggered: whenever it is seen (also one added while maas-flow was down) the
+    /// machine starts over and the tag is removed, so the operator sees it consumed.
+    /// Removing the quarantine tag we put on a machine releases its quarantine.
+    fn operator_tags(&mut self, had_quarantine_tag: bool) {
+        let deps = self.deps.clone();
+        let policy = &deps.policy;
+        let retry_seen = self.has_tag(policy.retry_tag.as_deref());
+        let quarantine_tag = policy.quarantine_tag.clone();
+        let has_quarantine_tag = self.has_tag(quarantine_tag.as_deref());
+        if !retry_seen {
+            self.retry_consumed = false;
+        } else if !self.retry_consumed {
+            self.retry_consumed = true;
+            self.operator_retry();
+            let mut tags: Vec<String> = policy.retry_tag.iter().cloned().collect();
+            if has_quarantine_tag {
+                tags.extend(quarantine_tag);
+            }
+            self.pending_untag = Some(tags);
+            return;
+        }
+        if had_quarantine_tag && !has_quarantine_tag {
+            let span = self.span.clone();
+            let _g = span.enter();
+            info!("quarantine tag removed by the operator: releasing the quarantine");
+            self.operator_retry();
+        }
     }
 
     /// The operator added the retry tag: forget failures and quarantine, start over.
@@ -247,9 +300,10 @@ impl NodeActor {
         if self.deps.provision.is_some() && !self.deps.preview {
             let deps = self.deps.clone();
             let id = self.system_id.clone();
+            let profile = self.profile.clone();
             actix_rt::spawn(async move {
-                if let Some(p) = &deps.provision {
-                    p.provisioner.clear(&id).await;
+                if let Some(p) = provisioner_for(&deps, &profile) {
+                    p.clear(&id).await;
                 }
             });
         }
@@ -325,11 +379,25 @@ impl NodeActor {
             ctx.stop();
             return;
         }
+        if let Some(tags) = self.pending_untag.clone() {
+            if self.memo.not_before.is_some_and(|t| t > Instant::now()) {
+                self.wake_at(self.memo.not_before.unwrap_or_else(Instant::now), ctx);
+                return;
+            }
+            self.untag(tags, ctx);
+            return;
+        }
         let now = Instant::now();
-        let step = lifecycle::decide(
+        let choice = ProfileChoice {
+            target: self.profile.target,
+            provisioning: self.profile.provisioning() && self.deps.provision.is_some(),
+            storage_layout: self.profile.storage_layout,
+        };
+        let step = lifecycle::decide_for(
             &self.machine,
             self.provision.phase,
             &self.deps.policy,
+            &choice,
             &self.memo,
             now,
         );
@@ -383,9 +451,10 @@ impl NodeActor {
         self.publish_in_flight();
         let deps = self.deps.clone();
         let m = self.machine.clone();
+        let profile = self.profile.clone();
         let fut = async move {
             let _permit = deps.op_permits.clone().acquire_owned().await;
-            execute(&deps, &m, &action).await
+            execute(&deps, &m, &profile, &action).await
         };
         ctx.spawn(
             fut.into_actor(self)
@@ -413,7 +482,12 @@ impl NodeActor {
                     {
                         self.memo.recommissions += 1
                     }
-                    ActionKind::Release if self.machine.status == NodeStatus::FailedDeployment => {
+                    ActionKind::Release
+                        if matches!(
+                            self.machine.status,
+                            NodeStatus::FailedDeployment | NodeStatus::FailedDiskErasing
+                        ) =>
+                    {
                         self.memo.redeploys += 1
                     }
                     _ => {}
@@ -540,6 +614,7 @@ impl NodeActor {
         self.publish_in_flight();
         let m = self.machine.clone();
         let deps = self.deps.clone();
+        let profile = self.profile.clone();
         let failed_before = self.provision.attempts;
         let queue = permits
             .acquire_owned()
@@ -551,9 +626,9 @@ impl NodeActor {
                     info!(attempt, "provisioning");
                 }
                 act.publish_in_flight();
-                async move { (permit, m, deps) }.into_actor(act)
+                async move { (permit, m, deps, profile) }.into_actor(act)
             });
-        let fut = queue.then(move |(permit, m, deps), act, _| {
+        let fut = queue.then(move |(permit, m, deps, profile), act, _| {
             async move {
                 // The wait for a slot can be long: check the fence again right before the
                 // run. Not an attempt: nothing goes to the journal.
@@ -570,14 +645,14 @@ impl NodeActor {
                 let fqdn = m.fqdn.clone().unwrap_or_else(|| m.hostname.clone());
                 let res = match provision::choose_ip(m.first_ip(), &fqdn).await {
                     Ok(ip) => {
-                        let job = Job {
-                            system_id: m.system_id.clone(),
-                            hostname: m.hostname.clone(),
+                        let job = Job::for_machine(
+                            &m,
                             ip,
-                            mac: m.macs().first().map(|s| s.to_string()).unwrap_or_default(),
-                        };
-                        match &deps.provision {
-                            Some(p) => p.provisioner.run(&job).await,
+                            &profile.deploy.distro_series,
+                            profile.label(),
+                        );
+                        match provisioner_for(&deps, &profile) {
+                            Some(p) => p.run(&job).await,
                             None => Ok(()),
                         }
                     }
@@ -687,6 +762,53 @@ impl NodeActor {
         self.evaluate(ctx);
     }
 
+    /// Remove consumed operator tags from the machine (`update_nodes remove=`); retried
+    /// with backoff, dropped if the tag no longer exists.
+    fn untag(&mut self, tags: Vec<String>, ctx: &mut Context<Self>) {
+        if self.deps.preview {
+            info!(tags = ?tags, "preview: would remove the consumed tags");
+            self.pending_untag = None;
+            return;
+        }
+        self.in_flight = Some(ActionKind::TagQuarantine);
+        let deps = self.deps.clone();
+        let id = self.system_id.clone();
+        let fut = async move {
+            let _permit = deps.op_permits.clone().acquire_owned().await;
+            for t in &tags {
+                let req = deps.client.api().update_tag_nodes(t, &[], &[id.as_str()]);
+                match deps.client.call(&req, "op").await {
+                    Ok(_) => {}
+                    Err(e) if e.class() == ErrorClass::NotFound => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            Ok(())
+        };
+        ctx.spawn(fut.into_actor(self).map(|res, act, ctx| {
+            act.in_flight = None;
+            let span = act.span.clone();
+            let _g = span.enter();
+            match res {
+                Ok(()) => {
+                    info!("consumed operator tags removed");
+                    act.pending_untag = None;
+                    act.last_write = Some(Instant::now());
+                    act.deps.metrics.action("untag", "ok");
+                }
+                Err(e) => {
+                    act.deps
+                        .metrics
+                        .action("untag", &format!("error_{}", e.code()));
+                    warn!(error = %e, "removing the consumed retry tag failed; will retry");
+                    let at = act.backoff_after(&e);
+                    act.memo.not_before = Some(at);
+                }
+            }
+            act.evaluate(ctx);
+        }));
+    }
+
     /// Write outcome annotations to MAAS; retried with backoff until MAAS has them.
     fn write_record(&mut self, pairs: Vec<(String, String)>, ctx: &mut Context<Self>) {
         let Some(req) = self
@@ -774,7 +896,8 @@ impl NodeActor {
             status_code: m.status.code(),
             power_state: m.power_state.as_str().to_string(),
             owner: m.owner.as_deref().map(str::to_string),
-            target: format!("{:?}", self.deps.policy.target).to_ascii_lowercase(),
+            target: format!("{:?}", self.profile.target).to_ascii_lowercase(),
+            profile: self.profile.label().map(str::to_string),
             step: step.label(),
             provisioning: self.provisioning_label().to_string(),
             action_in_flight: self.shown_in_flight(),
@@ -806,6 +929,7 @@ impl NodeActor {
             && p.hostname == m.hostname
             && p.zone == m.zone_name()
             && p.owner.as_deref() == m.owner.as_deref()
+            && p.profile == self.profile.name
     }
 
     /// Update the board, and log when the step changes in a way an operator cares about.
@@ -825,6 +949,7 @@ impl NodeActor {
             hostname: self.machine.hostname.clone(),
             zone: self.machine.zone_name().to_string(),
             owner: self.machine.owner.as_deref().map(str::to_string),
+            profile: self.profile.name.clone(),
         });
         let mut view = self.view(step);
         let label = step.label();
@@ -876,6 +1001,19 @@ fn persist(store: Arc<provision::store::FileStore>, key: DeploymentKey, r: Optio
     });
 }
 
+/// The post-deploy step for a machine of `profile`: the profile's own, else the global.
+fn provisioner_for<'a>(
+    deps: &'a super::Deps,
+    profile: &Profile,
+) -> Option<&'a provision::Provisioner> {
+    let p = deps.provision.as_ref()?;
+    if profile.own_provisioner {
+        p.by_profile.get(&profile.name)
+    } else {
+        p.provisioner.as_ref()
+    }
+}
+
 /// The deployment `m` is in, as the provisioning journal keys it.
 fn deployment_key(deps: &super::Deps, m: &Machine) -> DeploymentKey {
     DeploymentKey {
@@ -889,6 +1027,7 @@ fn deployment_key(deps: &super::Deps, m: &Machine) -> DeploymentKey {
 async fn execute(
     deps: &super::Deps,
     m: &Machine,
+    profile: &Profile,
     action: &Action,
 ) -> Result<Option<Machine>, MaasError> {
     let api = deps.client.api();
@@ -900,12 +1039,18 @@ async fn execute(
         path: String::new(),
         reason,
     })?;
+    if let Action::TagQuarantine(why) = action {
+        tag_quarantine(deps, m, why).await?;
+        return Ok(None);
+    }
     let reqs: Vec<Request> = match action {
+        Action::TagQuarantine(_) => vec![],
         Action::PowerOff => vec![api.power_off(id)],
-        Action::Commission => vec![api.commission(id)],
+        Action::Commission => vec![api.commission(id, &profile.commission)],
         Action::Allocate => vec![api.allocate(id, m.fqdn.as_deref().unwrap_or(&m.hostname))],
-        Action::Deploy => vec![api.deploy(id, &deps.deploy)],
-        Action::Release => vec![api.release(id)],
+        Action::Deploy => vec![api.deploy(id, &profile.deploy)],
+        Action::SetStorageLayout(l) => vec![api.set_storage_layout(id, l.as_str())],
+        Action::Release => vec![api.release_erasing(id, deps.policy.erase)],
         Action::Rename(h) => vec![api.rename(id, h)],
         Action::RelinkDhcp {
             interface,
@@ -932,6 +1077,41 @@ async fn execute(
         last = parse_machine(&body, deps.client.settings().version).ok();
     }
     Ok(last)
+}
+
+/// Annotation saying why maas-flow quarantined a machine (set when we own it: MAAS
+/// accepts workload annotations only from the owner).
+pub const ANNOTATION_QUARANTINE: &str = "maas_flow_quarantine";
+
+/// Tag the machine as quarantined, creating the tag when MAAS does not know it, and
+/// say why in an annotation when the machine is ours.
+async fn tag_quarantine(deps: &super::Deps, m: &Machine, why: &str) -> Result<(), MaasError> {
+    let api = deps.client.api();
+    let Some(tag) = deps.policy.quarantine_tag.as_deref() else {
+        return Ok(());
+    };
+    let add = api.update_tag_nodes(tag, &[m.system_id.as_str()], &[]);
+    match deps.client.call(&add, "op").await {
+        Ok(_) => {}
+        Err(e) if e.class() == ErrorClass::NotFound => {
+            match deps.client.call(&api.create_tag(tag), "op").await {
+                // Someone created it meanwhile: MAAS answers 400 "already exists".
+                Ok(_) | Err(MaasError::Status { code: 400, .. }) => {}
+                Err(e) => return Err(e),
+            }
+            deps.client.call(&add, "op").await?;
+        }
+        Err(e) => return Err(e),
+    }
+    if deps.annotations && m.owner.as_deref() == Some(deps.policy.me.as_str()) {
+        let pairs = [(ANNOTATION_QUARANTINE.to_string(), why.to_string())];
+        if let Some(req) = api.set_annotations(&m.system_id, &pairs) {
+            if let Err(e) = deps.client.call(&req, "op").await {
+                warn!(error = %e, "cannot annotate why the machine is quarantined");
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Run the power helper (argv only) and turn its answer into a `PUT` of AMT parameters.
@@ -981,6 +1161,8 @@ impl Actor for NodeActor {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         self.load_durable();
+        // A retry tag added while maas-flow was down is acted on now.
+        self.operator_tags(false);
         self.evaluate(ctx);
     }
 

@@ -26,6 +26,10 @@ pub struct Poller {
     period: Duration,
     /// Zones MAAS filters for us; dropped if MAAS refuses them.
     zones: Vec<String>,
+    /// Resource pools and one tag MAAS filters for us (`pool=`, `tags=`); each dropped
+    /// if MAAS refuses it.
+    pools: Vec<String>,
+    tags: Vec<String>,
     in_flight: bool,
     stopped: bool,
     next_tick: Instant,
@@ -115,6 +119,8 @@ impl Poller {
             supervisor,
             period,
             zones: zones.unwrap_or_default(),
+            pools: Vec::new(),
+            tags: Vec::new(),
             in_flight: false,
             stopped: false,
             next_tick: Instant::now(),
@@ -126,6 +132,18 @@ impl Poller {
             feed: None,
             last_list_started: None,
         }
+    }
+
+    /// Let MAAS narrow the list by pool and tag too (see `Filter::server_side_pools` and
+    /// `Filter::server_side_tags` for when that cannot change the selection).
+    pub fn with_server_filter(
+        mut self,
+        pools: Option<Vec<String>>,
+        tags: Option<Vec<String>>,
+    ) -> Self {
+        self.pools = pools.unwrap_or_default();
+        self.tags = tags.unwrap_or_default();
+        self
     }
 
     /// Follow the event log every `interval` between full lists.
@@ -346,7 +364,13 @@ impl Poller {
         self.in_flight = true;
         self.last_list_started = Some(started);
         let client = self.client.clone();
-        let req = client.api().list(&self.zones);
+        let mut req = client.api().list(&self.zones);
+        for p in &self.pools {
+            req = req.with_query("pool", p.clone());
+        }
+        for t in &self.tags {
+            req = req.with_query("tags", t.clone());
+        }
         let version = client.settings().version;
         let fut = async move {
             // Parsed while it arrives, on the blocking pool: a 100 MB list is never held
@@ -425,6 +449,32 @@ impl Poller {
                     code: 400, body, ..
                 }) = &e
                 {
+                    if !self.pools.is_empty() && body.contains("pool") {
+                        warn!(pools = ?self.pools, answer = %body, "MAAS refused the pool filter; filtering on our side instead");
+                        self.pools.clear();
+                        self.metrics
+                            .fallbacks
+                            .get_or_create(&KindLabels {
+                                kind: "pool_filter".into(),
+                            })
+                            .inc();
+                        self.not_before = Some(Instant::now());
+                        ctx.run_later(Duration::from_millis(1), |act, ctx| act.tick(ctx));
+                        return;
+                    }
+                    if !self.tags.is_empty() && body.contains("tag") {
+                        warn!(tags = ?self.tags, answer = %body, "MAAS refused the tag filter; filtering on our side instead");
+                        self.tags.clear();
+                        self.metrics
+                            .fallbacks
+                            .get_or_create(&KindLabels {
+                                kind: "tag_filter".into(),
+                            })
+                            .inc();
+                        self.not_before = Some(Instant::now());
+                        ctx.run_later(Duration::from_millis(1), |act, ctx| act.tick(ctx));
+                        return;
+                    }
                     if !self.zones.is_empty() && body.contains("zone") {
                         warn!(zones = ?self.zones, answer = %body, "MAAS refused the zone filter; filtering on our side instead");
                         self.zones.clear();

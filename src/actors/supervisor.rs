@@ -41,7 +41,7 @@ impl Handler<Snapshot> for Supervisor {
         let mut selected: HashSet<&str> = HashSet::with_capacity(self.nodes.len());
         let mut spawned = 0usize;
         for m in snap.machines.iter() {
-            if !self.filter.matches(&m.hostname, m.zone_name()) {
+            if !self.filter.selects(m) {
                 // A delta can show a machine leaving the filter (zone moved, renamed).
                 if !snap.full {
                     if let Some(addr) = self.nodes.remove(&m.system_id) {

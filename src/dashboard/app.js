@@ -30,7 +30,8 @@ function cells(m) {
   return {
     cls: rowClass(m, secs),
     values: [m.hostname, m.system_id, m.zone, m.status, text, m.step, m.provisioning,
-      m.action_in_flight || "", String(m.attempts), m.next_retry || "", m.last_error || ""],
+      m.action_in_flight || "", String(m.attempts), m.next_retry || "", m.last_error || "",
+      m.profile || ""],
   };
 }
 

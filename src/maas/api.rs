@@ -125,6 +125,71 @@ pub struct DeployParams {
     pub distro_series: String,
     pub user_data: Option<String>,
     pub hwe_kernel: Option<String>,
+    /// MAAS 3.2+: keep hardware details in sync while deployed.
+    pub enable_hw_sync: Option<bool>,
+    /// MAAS 3.3+: deploy to RAM, leaving the disks alone.
+    pub ephemeral_deploy: Option<bool>,
+}
+
+/// How disks are erased when maas-flow releases a machine (`recovery.erase`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Erase {
+    /// Release without erasing (MAAS may still erase if the region is set to).
+    #[default]
+    None,
+    /// Wipe the start and end of each disk.
+    Quick,
+    /// The disks' secure erase, falling back to overwriting them.
+    Secure,
+}
+
+/// `op=commission` options. MAAS reads only the last value of a repeated key, so
+/// script lists are sent as one comma-separated value.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CommissionParams {
+    pub enable_ssh: Option<bool>,
+    pub skip_bmc_config: Option<bool>,
+    pub skip_networking: Option<bool>,
+    pub skip_storage: Option<bool>,
+    pub commissioning_scripts: Option<Vec<String>>,
+    pub testing_scripts: Option<Vec<String>>,
+}
+
+impl CommissionParams {
+    /// The form fields, in a fixed order; unset options are not sent.
+    pub fn form(&self) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        for (k, v) in [
+            ("enable_ssh", self.enable_ssh),
+            ("skip_bmc_config", self.skip_bmc_config),
+            ("skip_networking", self.skip_networking),
+            ("skip_storage", self.skip_storage),
+        ] {
+            if let Some(v) = v {
+                out.push((k.to_string(), bool_form(v).to_string()));
+            }
+        }
+        for (k, v) in [
+            ("commissioning_scripts", &self.commissioning_scripts),
+            ("testing_scripts", &self.testing_scripts),
+        ] {
+            if let Some(list) = v {
+                out.push((k.to_string(), list.join(",")));
+            }
+        }
+        out
+    }
+}
+
+/// How MAAS's forms spell booleans.
+fn bool_form(v: bool) -> &'static str {
+    if v {
+        "true"
+    } else {
+        "false"
+    }
 }
 
 /// Builds requests for one API version.
@@ -179,8 +244,37 @@ impl Api {
         }
     }
 
-    pub fn commission(&self, system_id: &str) -> Request {
-        Request::new(Method::Post, self.item(system_id), Some("commission"))
+    pub fn commission(&self, system_id: &str, p: &CommissionParams) -> Request {
+        let mut r = Request::new(Method::Post, self.item(system_id), Some("commission"));
+        r.form = p.form();
+        r
+    }
+
+    /// Create a manual tag (no definition).
+    pub fn create_tag(&self, name: &str) -> Request {
+        Request::new(Method::Post, "tags/".into(), None).with_form("name", name)
+    }
+
+    /// Add machines to a tag and remove others (`op=update_nodes add=... remove=...`).
+    pub fn update_tag_nodes(&self, name: &str, add: &[&str], remove: &[&str]) -> Request {
+        let mut r = Request::new(Method::Post, format!("tags/{name}/"), Some("update_nodes"));
+        for id in add {
+            r = r.with_form("add", *id);
+        }
+        for id in remove {
+            r = r.with_form("remove", *id);
+        }
+        r
+    }
+
+    /// Set a Ready machine's storage layout (`storage_layout=lvm`...).
+    pub fn set_storage_layout(&self, system_id: &str, layout: &str) -> Request {
+        Request::new(
+            Method::Post,
+            self.item(system_id),
+            Some("set_storage_layout"),
+        )
+        .with_form("storage_layout", layout)
     }
 
     /// Allocate exactly this machine: by `system_id` on 2.0, by name on 1.0 (1.9's
@@ -210,11 +304,32 @@ impl Api {
         if let Some(k) = &p.hwe_kernel {
             r = r.with_form("hwe_kernel", k.clone());
         }
+        if let Some(v) = p.enable_hw_sync {
+            r = r.with_form("enable_hw_sync", bool_form(v));
+        }
+        if let Some(v) = p.ephemeral_deploy {
+            r = r.with_form("ephemeral_deploy", bool_form(v));
+        }
         r
     }
 
     pub fn release(&self, system_id: &str) -> Request {
         Request::new(Method::Post, self.item(system_id), Some("release"))
+    }
+
+    /// Release, erasing the disks first when asked (`erase=true` plus `quick_erase` or
+    /// `secure_erase`); MAAS then passes through Disk erasing.
+    pub fn release_erasing(&self, system_id: &str, erase: Erase) -> Request {
+        let r = self.release(system_id);
+        match erase {
+            Erase::None => r,
+            Erase::Quick => r
+                .with_form("erase", "true")
+                .with_form("quick_erase", "true"),
+            Erase::Secure => r
+                .with_form("erase", "true")
+                .with_form("secure_erase", "true"),
+        }
     }
 
     /// Set (or with an empty value, delete) workload annotations. 2.0 only.
@@ -297,7 +412,8 @@ mod tests {
         assert_eq!(r.path_and_query(), "machines/?op=allocate");
         assert_eq!(r.form, vec![("system_id".to_string(), "abc".to_string())]);
         assert_eq!(
-            api.commission("abc").path_and_query(),
+            api.commission("abc", &CommissionParams::default())
+                .path_and_query(),
             "machines/abc/?op=commission"
         );
         assert_eq!(

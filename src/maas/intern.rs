@@ -1,13 +1,13 @@
 //! Interned strings for the at-rest machine record.
 //!
-//! Zone, pool, owner, power type, tag and subnet names repeat across thousands of
+//! Zone, pool, owner, power type and subnet names repeat across thousands of
 //! machines (a 10,000-machine region typically has a handful of zones and one owner), so
 //! each distinct value is kept once as an `Arc<str>` and every machine record points at
 //! it. A value already interned costs no allocation while a list is parsed: the parser
 //! looks it up by `&str` and clones the `Arc`.
 //!
 //! The pool is bounded ([`MAX_ENTRIES`]): a region that sends an unbounded number of
-//! distinct names (say a unique tag per machine) gets plain, un-shared `Arc<str>`s beyond
+//! distinct names (say a unique owner per machine) gets plain, un-shared `Arc<str>`s beyond
 //! that, so memory stays proportional to the machines held, never to the history seen.
 
 use std::collections::HashSet;
@@ -15,7 +15,7 @@ use std::fmt;
 use std::sync::{Arc, LazyLock};
 
 use parking_lot::Mutex;
-use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::de::{self, Deserializer, IgnoredAny, MapAccess, Visitor};
 
 /// Distinct strings kept in the pool; beyond this new values are not shared.
 pub const MAX_ENTRIES: usize = 16_384;
@@ -49,11 +49,6 @@ pub fn opt<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Arc<str>>, D::Error
 /// only its interned name is kept.
 pub fn named<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Arc<str>>, D::Error> {
     d.deserialize_option(Named)
-}
-
-/// A list of strings (`tag_names`), or `null`, each interned.
-pub fn list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Arc<str>>, D::Error> {
-    d.deserialize_option(List)
 }
 
 struct OptStr;
@@ -155,47 +150,6 @@ impl<'de> de::DeserializeSeed<'de> for OptSeed {
     }
 }
 
-struct List;
-
-impl<'de> Visitor<'de> for List {
-    type Value = Vec<Arc<str>>;
-
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a list of strings, or null")
-    }
-
-    fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
-        Ok(Vec::new())
-    }
-
-    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
-        Ok(Vec::new())
-    }
-
-    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-        d.deserialize_seq(self)
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-        let mut out = Vec::new();
-        while let Some(s) = seq.next_element_seed(StrSeed)? {
-            out.push(s);
-        }
-        out.shrink_to_fit();
-        Ok(out)
-    }
-}
-
-struct StrSeed;
-
-impl<'de> de::DeserializeSeed<'de> for StrSeed {
-    type Value = Arc<str>;
-
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-        d.deserialize_str(Str)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -206,18 +160,16 @@ mod tests {
         zone: Option<Arc<str>>,
         #[serde(default, deserialize_with = "opt")]
         owner: Option<Arc<str>>,
-        #[serde(default, deserialize_with = "list")]
-        tags: Vec<Arc<str>>,
     }
 
     #[test]
     fn equal_values_share_one_allocation() {
         let a: Probe = serde_json::from_str(
-            r#"{"zone":{"id":1,"name":"intern-test-zone","description":""},"owner":"intern-test-owner","tags":["intern-t1"]}"#,
+            r#"{"zone":{"id":1,"name":"intern-test-zone","description":""},"owner":"intern-test-owner"}"#,
         )
         .unwrap();
         let b: Probe = serde_json::from_str(
-            r#"{"zone":{"name":"intern-test-zone"},"owner":"intern-test-owner","tags":["intern-t1","intern-t2"]}"#,
+            r#"{"zone":{"name":"intern-test-zone"},"owner":"intern-test-owner"}"#,
         )
         .unwrap();
         assert!(Arc::ptr_eq(
@@ -228,14 +180,12 @@ mod tests {
             a.owner.as_ref().unwrap(),
             b.owner.as_ref().unwrap()
         ));
-        assert!(Arc::ptr_eq(&a.tags[0], &b.tags[0]));
-        assert_eq!(&*b.tags[1], "intern-t2");
     }
 
     #[test]
     fn null_missing_and_nameless_are_none() {
-        let p: Probe = serde_json::from_str(r#"{"zone":null,"owner":null,"tags":null}"#).unwrap();
-        assert!(p.zone.is_none() && p.owner.is_none() && p.tags.is_empty());
+        let p: Probe = serde_json::from_str(r#"{"zone":null,"owner":null}"#).unwrap();
+        assert!(p.zone.is_none() && p.owner.is_none());
         let p: Probe = serde_json::from_str(r#"{"zone":{"id":3}}"#).unwrap();
         assert!(p.zone.is_none() && p.owner.is_none());
     }
@@ -244,7 +194,6 @@ mod tests {
     fn wrong_types_are_errors() {
         assert!(serde_json::from_str::<Probe>(r#"{"zone":"default"}"#).is_err());
         assert!(serde_json::from_str::<Probe>(r#"{"owner":7}"#).is_err());
-        assert!(serde_json::from_str::<Probe>(r#"{"tags":[1]}"#).is_err());
         assert!(serde_json::from_str::<Probe>(r#"{"zone":{"name":5}}"#).is_err());
     }
 }

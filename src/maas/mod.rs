@@ -12,7 +12,7 @@ pub mod redact;
 pub mod status;
 pub mod stream;
 
-pub use api::{Api, ApiVersion, DeployParams, Method, Request};
+pub use api::{Api, ApiVersion, CommissionParams, DeployParams, Erase, Method, Request};
 pub use auth::ApiKey;
 pub use client::{ClientSettings, ErrorClass, MaasClient, MaasError};
 pub use escape::Escaped;

@@ -52,7 +52,7 @@ pub fn check_system_id(id: &str) -> Result<(), String> {
 /// One machine as MAAS reported it at one moment: the compact at-rest record.
 ///
 /// Only the fields maas-flow reads are kept (see `stream.rs` for how a list is parsed
-/// into these); names that repeat across machines (zone, pool, owner, power type, tags,
+/// into these); names that repeat across machines (zone, pool, owner, power type,
 /// subnets) are interned `Arc<str>`s shared by every record (`intern.rs`).
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 pub struct Machine {
@@ -79,8 +79,9 @@ pub struct Machine {
     pub owner: Option<Arc<str>>,
     #[serde(default)]
     pub locked: Option<bool>,
-    #[serde(default, deserialize_with = "intern::list")]
-    pub tag_names: Vec<Arc<str>>,
+    /// Tags stay plain strings: filters and deploy profiles match them as `&[String]`.
+    #[serde(default, deserialize_with = "nullable")]
+    pub tag_names: Vec<String>,
     #[serde(default, deserialize_with = "nullable")]
     pub ip_addresses: Vec<String>,
     #[serde(default, deserialize_with = "nullable")]
@@ -95,6 +96,9 @@ pub struct Machine {
     /// The pre-3.0 name of the same map; dropped when `workload_annotations` came too.
     #[serde(default, deserialize_with = "nullable")]
     pub owner_data: BTreeMap<String, String>,
+    /// The series deployed (handed to the provisioning step); interned.
+    #[serde(default, deserialize_with = "intern::opt")]
+    pub distro_series: Option<Arc<str>>,
     /// The script result of the machine's current installation: a new one per deploy,
     /// so it names the deployment a provisioning outcome belongs to (absent in API 1.0).
     #[serde(default)]
@@ -227,7 +231,7 @@ impl Machine {
 
     /// Whether MAAS lists `tag` on this machine.
     pub fn has_tag(&self, tag: &str) -> bool {
-        self.tag_names.iter().any(|t| &**t == tag)
+        self.tag_names.iter().any(|t| t == tag)
     }
 
     pub fn has_power_type(&self) -> bool {

@@ -11,13 +11,17 @@ pub mod store;
 
 use std::time::Duration;
 
+use crate::maas::Machine;
+
 /// Annotation recording a successful provisioning (RFC 3339 time).
 pub const ANNOTATION_PROVISIONED: &str = "maas_flow_provisioned";
 /// Annotation recording failed attempts since the last success.
 pub const ANNOTATION_ATTEMPTS: &str = "maas_flow_attempts";
 
-/// The facts a provisioner receives about one machine.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+/// The facts a provisioner receives about one machine. The first four are the
+/// original tool's job (`id`, `name`, `ip`, `mac`); the rest were added for fleet
+/// policies and are ignored by provisioners that do not know them.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct Job {
     #[serde(rename = "id")]
     pub system_id: String,
@@ -25,6 +29,76 @@ pub struct Job {
     pub hostname: String,
     pub ip: String,
     pub mac: String,
+    pub fqdn: String,
+    pub zone: String,
+    pub pool: String,
+    pub tags: Vec<String>,
+    /// Every address MAAS reports, `ip` first.
+    pub ips: Vec<String>,
+    /// Every MAC address, boot interface first (`mac`).
+    pub macs: Vec<String>,
+    pub distro_series: String,
+    /// The deploy profile's name; `null` when no profile matched.
+    pub profile: Option<String>,
+}
+
+impl Job {
+    /// The job for a deployed machine whose address is `ip`.
+    pub fn for_machine(m: &Machine, ip: String, distro_series: &str, profile: Option<&str>) -> Job {
+        let macs: Vec<String> = m.macs().iter().map(|s| s.to_string()).collect();
+        let mut ips = vec![ip.clone()];
+        let known = m.ip_addresses.iter().map(String::as_str).chain(
+            m.interface_set
+                .iter()
+                .flat_map(|i| i.links.iter())
+                .filter_map(|l| l.ip_address.as_deref()),
+        );
+        for a in known {
+            if !ips.iter().any(|i| i == a) {
+                ips.push(a.to_string());
+            }
+        }
+        Job {
+            system_id: m.system_id.clone(),
+            hostname: m.hostname.clone(),
+            mac: macs.first().cloned().unwrap_or_default(),
+            ip,
+            fqdn: m.fqdn.clone().unwrap_or_else(|| m.hostname.clone()),
+            zone: m.zone_name().to_string(),
+            pool: m.pool_name().to_string(),
+            tags: m.tag_names.clone(),
+            ips,
+            macs,
+            distro_series: m
+                .distro_series
+                .as_deref()
+                .filter(|s| !s.is_empty())
+                .unwrap_or(distro_series)
+                .to_string(),
+            profile: profile.map(str::to_string),
+        }
+    }
+
+    /// The same facts as `MAAS_*` environment variables for a script; lists are
+    /// comma-separated. Values are data, never interpreted by a shell; a NUL (which
+    /// no environment can hold) is dropped.
+    pub fn environment(&self) -> Vec<(&'static str, String)> {
+        let clean = |s: &str| s.replace('\0', "");
+        vec![
+            ("MAAS_SYSTEM_ID", clean(&self.system_id)),
+            ("MAAS_HOSTNAME", clean(&self.hostname)),
+            ("MAAS_IP", clean(&self.ip)),
+            ("MAAS_MAC", clean(&self.mac)),
+            ("MAAS_FQDN", clean(&self.fqdn)),
+            ("MAAS_ZONE", clean(&self.zone)),
+            ("MAAS_POOL", clean(&self.pool)),
+            ("MAAS_TAGS", clean(&self.tags.join(","))),
+            ("MAAS_IPS", clean(&self.ips.join(","))),
+            ("MAAS_MACS", clean(&self.macs.join(","))),
+            ("MAAS_DISTRO_SERIES", clean(&self.distro_series)),
+            ("MAAS_PROFILE", clean(self.profile.as_deref().unwrap_or(""))),
+        ]
+    }
 }
 
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]

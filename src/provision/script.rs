@@ -75,6 +75,7 @@ impl ScriptProvisioner {
             .env("MAAS_FLOW_HOSTNAME", &job.hostname)
             .env("MAAS_FLOW_IP", &job.ip)
             .env("MAAS_FLOW_MAC", &job.mac)
+            .envs(job.environment())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

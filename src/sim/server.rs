@@ -811,10 +811,13 @@ fn dispatch_v2(call: &Call, state: &SimState) -> HttpResponse {
                         "deploy" => w.deploy(i, user, &call.form),
                         "power_on" => w.power_on(i, user),
                         "power_off" => w.power_off(i, user),
-                        "release" => w.release(i, user),
+"release" => w.release_with(i, user, &call.form),
                         "abort" => w.abort(i, user),
                         "mark_broken" => w.mark_broken(i, user),
                         "mark_fixed" => w.mark_fixed(i),
+                        "set_storage_layout" => {
+                            w.set_storage_layout(i, user, call.param("storage_layout"))
+                        }
                         "set_workload_annotations" | "set_owner_data" => {
                             w.set_annotations(i, user, &call.form)
                         }
@@ -859,6 +862,19 @@ fn dispatch_v2(call: &Call, state: &SimState) -> HttpResponse {
                 _ => signature(m, op),
             };
             call.record(&mut w, Some(&sid), &resp);
+            resp
+        }
+        ["tags"] if m == "POST" && op.is_none() => {
+            let r = w.create_tag(call.param("name"));
+            let resp = reply(&mut w, r, false);
+            call.record(&mut w, None, &resp);
+            resp
+        }
+        ["tags", name] if m == "POST" && op == Some("update_nodes") => {
+            let r = w.update_tag_nodes(name, &call.form);
+            let resp = reply(&mut w, r, false);
+            let sid = call.form.first().map(|(_, v)| v.clone());
+            call.record(&mut w, sid.as_deref(), &resp);
             resp
         }
         ["zones"] if m == "GET" && op.is_none() => json_body(
@@ -1002,6 +1018,12 @@ const LIST_FILTERS: &[&str] = &[
 ];
 
 fn list_v2(call: &Call, w: &mut World, only_owner: Option<&str>) -> HttpResponse {
+    if !call.query.iter().any(|(k, _)| k == "id") {
+        if w.list_queries.len() >= super::world::LIST_QUERIES_KEPT {
+            w.list_queries.pop_front();
+        }
+        w.list_queries.push_back(call.query.clone());
+    }
     let mut filters: Vec<(&str, bool, Vec<&str>)> = Vec::new();
     for (k, v) in &call.query {
         if k == "op" {

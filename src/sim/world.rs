@@ -105,6 +105,8 @@ pub struct SimMachine {
     pub distro_series: String,
     /// Locked machines refuse every change with 403.
     pub locked: bool,
+    /// The layout `op=set_storage_layout` last applied; commissioning resets it.
+    pub storage_layout: Option<String>,
     /// Commissioned at least once: a release then ends Ready, not New.
     pub commissioned: bool,
     /// The status before `mark_broken`, so `mark_fixed` can go back to Deployed.
@@ -114,6 +116,8 @@ pub struct SimMachine {
     pub fail_next_commission: bool,
     /// Force the next deployment to fail.
     pub fail_next_deploy: bool,
+    /// Force the next disk erasing to end in Failed disk erasing.
+    pub fail_next_erase: bool,
     /// MAAS's `current_installation_result_id`: a fresh id on every deploy.
     pub installation_result_id: Option<i64>,
     #[serde(skip)]
@@ -165,10 +169,12 @@ impl SimMachine {
             osystem: String::new(),
             distro_series: String::new(),
             locked: false,
+            storage_layout: None,
             commissioned: false,
             broken_from: None,
             fail_next_commission: false,
             fail_next_deploy: false,
+            fail_next_erase: false,
             installation_result_id: None,
             pending: None,
             generation: 0,
@@ -195,6 +201,9 @@ impl SimMachine {
         format!("{}.{}", self.hostname, self.domain)
     }
 }
+
+/// How many machine-list queries [`World::list_queries`] keeps.
+pub const LIST_QUERIES_KEPT: usize = 64;
 
 /// One entry of the operation log: a request that changed state or was refused.
 #[derive(Debug, Clone, Serialize)]
@@ -345,6 +354,8 @@ pub struct World {
     pub zones: Vec<String>,
     /// Resource pool names known to the region.
     pub pools: Vec<String>,
+    /// Tag names the region knows (`tags/`); machines' own tags are registered too.
+    pub tag_defs: Vec<String>,
     /// Transition times and failure rates.
     pub timings: Timings,
     /// The operation log: every mutating or refused API request.
@@ -359,6 +370,9 @@ pub struct World {
     pub boot_images: BootImages,
     /// Region and rack controllers: they log events but are not machines.
     pub controllers: Vec<SimController>,
+    /// The query pairs of the most recent machine lists (`GET machines/` without `id=`),
+    /// newest last, at most [`LIST_QUERIES_KEPT`]: how tests see server-side filters.
+    pub list_queries: std::collections::VecDeque<Vec<(String, String)>>,
     heap: BinaryHeap<Reverse<(Instant, u64, usize)>>,
     seq: u64,
     next_event_id: i64,
@@ -374,6 +388,7 @@ impl World {
             index: HashMap::new(),
             zones: vec!["default".into()],
             pools: vec!["default".into()],
+            tag_defs: Vec::new(),
             machines: Vec::new(),
             timings,
             ops: Vec::new(),
@@ -382,6 +397,7 @@ impl World {
             rng: SmallRng::seed_from_u64(seed),
             boot_images: BootImages::default(),
             controllers: Vec::new(),
+            list_queries: Default::default(),
             heap: BinaryHeap::new(),
             seq: 0,
             next_event_id: 1,
@@ -407,6 +423,11 @@ impl World {
         }
         if !self.pools.contains(&m.pool) {
             self.pools.push(m.pool.clone());
+        }
+        for t in &m.tags {
+            if !self.tag_defs.contains(t) {
+                self.tag_defs.push(t.clone());
+            }
         }
         self.index.insert(m.system_id.clone(), self.machines.len());
         self.machines.push(m);
@@ -500,6 +521,10 @@ impl World {
             }
             NodeStatus::FailedDeployment => {
                 m.status_message = Some("Failed deployment".into());
+            }
+            NodeStatus::FailedDiskErasing => {
+                m.status_message = Some("Failed to erase disks".into());
+                m.power_state = PowerState::Off;
             }
             NodeStatus::Ready | NodeStatus::New => {
                 // End of a release.
@@ -654,6 +679,7 @@ impl World {
                 .gen_bool(self.timings.fail_commission.clamp(0.0, 1.0));
         let m = &mut self.machines[i];
         m.fail_next_commission = false;
+        m.storage_layout = None;
         m.power_state = PowerState::On;
         m.status_message = Some("Commissioning".into());
         let to = if fail { FailedCommissioning } else { Ready };
@@ -661,6 +687,88 @@ impl World {
         let t = self.timings.commission;
         self.schedule(i, t, to);
         Reply::Machine(i)
+    }
+
+    /// `op=set_storage_layout`: MAAS 3.4 allows it only while Ready (maas-api.md;
+    /// `src/maasserver/api/machines.py`), for the layouts of `storage_layouts.py`.
+    pub fn set_storage_layout(&mut self, i: usize, user: &str, layout: Option<&str>) -> Reply {
+        if !self.can_edit(i, user) {
+            return FORBIDDEN;
+        }
+        if self.machines[i].status != NodeStatus::Ready {
+            return conflict("Cannot change the storage layout on a machine that is not Ready.");
+        }
+        const LAYOUTS: [&str; 7] = ["flat", "lvm", "bcache", "vmfs6", "vmfs7", "custom", "blank"];
+        let Some(layout) = layout.filter(|l| LAYOUTS.contains(l)) else {
+            return invalid(
+                "storage_layout",
+                &format!(
+                    "Select a valid choice. {} is not one of the available choices.",
+                    layout.unwrap_or("")
+                ),
+            );
+        };
+        let m = &mut self.machines[i];
+        m.storage_layout = Some(layout.to_string());
+        m.cache = None;
+        Reply::Machine(i)
+    }
+
+    /// `POST tags/ name=...`: a manual tag (no definition). MAAS refuses a duplicate name
+    /// as a field error.
+    pub fn create_tag(&mut self, name: Option<&str>) -> Reply {
+        let valid = |n: &str| {
+            !n.is_empty()
+                && n.len() <= 256
+                && n.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        };
+        match name {
+            None | Some("") => invalid("name", "This field is required."),
+            Some(n) if !valid(n) => invalid("name", "Invalid character in tag name."),
+            Some(n) if self.tag_defs.iter().any(|t| t == n) => {
+                invalid("name", "Tag with this Name already exists.")
+            }
+            Some(n) => {
+                self.tag_defs.push(n.to_string());
+                Reply::Json(
+                    serde_json::json!({"name": n, "definition": "", "comment": "",
+                        "kernel_opts": null, "resource_uri": format!("/MAAS/api/2.0/tags/{n}/")})
+                    .to_string(),
+                )
+            }
+        }
+    }
+
+    /// `POST tags/{name}/?op=update_nodes add=<id>... remove=<id>...`: answers the
+    /// counts, as MAAS does (`{"added": n, "removed": n}`).
+    pub fn update_tag_nodes(&mut self, name: &str, params: &[(String, String)]) -> Reply {
+        let known = self.tag_defs.iter().any(|t| t == name)
+            || self
+                .machines
+                .iter()
+                .any(|m| m.tags.iter().any(|t| t == name));
+        if !known {
+            return Reply::Refused(Refusal::NotFound("No Tag matches the given query.".into()));
+        }
+        let (mut added, mut removed) = (0, 0);
+        for (k, id) in params {
+            let Some(i) = self.find(id) else { continue };
+            let m = &mut self.machines[i];
+            match k.as_str() {
+                "add" if !m.tags.iter().any(|t| t == name) => {
+                    m.tags.push(name.to_string());
+                    added += 1;
+                }
+                "remove" if m.tags.iter().any(|t| t == name) => {
+                    m.tags.retain(|t| t != name);
+                    removed += 1;
+                }
+                _ => continue,
+            }
+            m.cache = None;
+        }
+        Reply::Json(serde_json::json!({"added": added, "removed": removed}).to_string())
     }
 
     /// `machines/?op=allocate system_id=`: a Ready machine to Allocated for `user`.
@@ -785,7 +893,24 @@ impl World {
 
     /// `op=release`: back to Ready (or New if never commissioned), annotations cleared.
     pub fn release(&mut self, i: usize, user: &str) -> Reply {
+        self.release_with(i, user, &[])
+    }
+
+    /// `op=release` with its form: `erase=true` (with `quick_erase`/`secure_erase`)
+    /// goes through Disk erasing to Ready, or Failed disk erasing (MAAS 3.4,
+    /// `api/machines.py` `release`).
+    pub fn release_with(&mut self, i: usize, user: &str, params: &[(String, String)]) -> Reply {
         use NodeStatus::*;
+        let flag = |k: &str| {
+            params
+                .iter()
+                .rev()
+                .find(|(p, _)| p == k)
+                .is_some_and(|(_, v)| {
+                    matches!(v.to_ascii_lowercase().as_str(), "true" | "1" | "on")
+                })
+        };
+        let erase = flag("erase");
         if !self.can_edit(i, user) {
             return FORBIDDEN;
         }
@@ -812,9 +937,16 @@ impl World {
             l.ip_address = None;
         }
         let to = if m.commissioned { Ready } else { New };
-        self.set_status(i, Releasing, None);
         let t = self.timings.release;
-        self.schedule(i, t, to);
+        if erase {
+            let failed = std::mem::take(&mut m.fail_next_erase);
+            m.status_message = Some("Disk erasing".into());
+            self.set_status(i, DiskErasing, None);
+            self.schedule(i, t, if failed { FailedDiskErasing } else { to });
+        } else {
+            self.set_status(i, Releasing, None);
+            self.schedule(i, t, to);
+        }
         Reply::Machine(i)
     }
 
