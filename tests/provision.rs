@@ -416,10 +416,14 @@ async fn api_v1_keeps_outcomes_in_the_state_file() {
     // Wait on the outcome itself: "every machine settled" can be seen for a moment
     // before the first run starts on a loaded machine.
     let ids: Vec<String> = sim.machines().into_iter().map(|m| m.system_id).collect();
-    wait_for("both outcomes in the state file", Duration::from_secs(30), || {
-        let text = std::fs::read_to_string(&state).unwrap_or_default();
-        ids.iter().all(|id| text.contains(id.as_str()))
-    })
+    wait_for(
+        "both outcomes in the state file",
+        Duration::from_secs(30),
+        || {
+            let text = std::fs::read_to_string(&state).unwrap_or_default();
+            ids.iter().all(|id| text.contains(id.as_str()))
+        },
+    )
     .await;
     settle(&ctrl, Duration::from_secs(20)).await;
     stop(ctrl).await;

@@ -1,5 +1,5 @@
 //! The poller: one machine list per period, never two in flight, parsed off the actor
-//! thread, published as one immutable snapshot.
+//! thread while it arrives (`maas/stream.rs`), published as one immutable snapshot.
 //!
 //! Ticks follow a fixed schedule (`start + n * period`), so a slow list delays nothing
 //! but itself: a tick that finds the previous list still running is skipped. A failing
@@ -15,7 +15,8 @@ use tracing::{debug, error, info, warn};
 
 use super::{Snapshot, StandDown, StopPolling, Supervisor};
 use crate::backoff::Backoff;
-use crate::maas::{parse_machine_list, MaasClient, MaasError, ParsedList};
+use crate::maas::stream::parse_list;
+use crate::maas::{MaasClient, MaasError, ParsedList};
 use crate::metrics::{KindLabels, Metrics};
 use crate::status::{rfc3339, Board};
 
@@ -285,10 +286,9 @@ impl Poller {
                     let client = client.clone();
                     let req = client.api().list_ids(chunk.iter().map(String::as_str));
                     async move {
-                        let body = client.call(&req, "delta").await?;
-                        actix_rt::task::spawn_blocking(move || parse_machine_list(&body, version))
-                            .await
-                            .map_err(|e| PollError::Parse(e.to_string()))?
+                        client
+                            .call_streamed(&req, "delta", move |r| parse_list(r, version))
+                            .await?
                             .map_err(|e| PollError::Parse(e.to_string()))
                     }
                 })
@@ -384,13 +384,12 @@ impl Poller {
         let version = client.settings().version;
         let allocated_ownership = self.allocated_ownership;
         let fut = async move {
-            let body = client.call(&req, "list").await?;
-            // Parsing 100 MB takes long enough to stall every actor: do it elsewhere.
-            let mut parsed =
-                actix_rt::task::spawn_blocking(move || parse_machine_list(&body, version))
-                    .await
-                    .map_err(|e| PollError::Parse(e.to_string()))?
-                    .map_err(|e| PollError::Parse(e.to_string()))?;
+            // Parsed while it arrives, on the blocking pool: a 100 MB list is never held
+            // whole and never stalls an actor.
+            let mut parsed = client
+                .call_streamed(&req, "list", move |r| parse_list(r, version))
+                .await?
+                .map_err(|e| PollError::Parse(e.to_string()))?;
             if allocated_ownership {
                 crate::maas::ownership::mark(&client, &mut parsed.machines).await;
             }

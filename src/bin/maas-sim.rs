@@ -28,7 +28,7 @@ struct Args {
     /// Generated machines in New (ignored with --scenario or --demo-rack).
     #[arg(long, default_value_t = 100)]
     machines: usize,
-    /// TOML file listing machines (`[[machine]]` hostname, count, zone, pool, status, power_state, power_type, macs, ips, owner, tags, locked, fail_commission, fail_deploy) and controllers that log events (`[[controller]]` hostname, kind, event_every).
+    /// TOML file listing machines (`[[machine]]` hostname, count, zone, pool, status, power_state, power_type, macs, ips, owner, tags, locked, fail_commission, fail_deploy, annotations) and controllers that log events (`[[controller]]` hostname, kind, event_every).
     #[arg(long)]
     scenario: Option<PathBuf>,
     /// Serve the demo's mixed rack.

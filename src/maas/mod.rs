@@ -6,10 +6,12 @@ pub mod api;
 pub mod auth;
 pub mod client;
 pub mod escape;
+pub mod intern;
 pub mod model;
 pub mod ownership;
 pub mod redact;
 pub mod status;
+pub mod stream;
 
 pub use api::{Api, ApiVersion, CommissionParams, DeployParams, Erase, Method, Request};
 pub use auth::ApiKey;

@@ -125,7 +125,7 @@ pub fn apply(machines: &mut [Arc<Machine>], allocated: Option<&HashSet<String>>)
         };
         if let Some(marker) = marker {
             if m.owner.as_deref() != Some(marker) {
-                Arc::make_mut(m).owner = Some(marker.to_string());
+                Arc::make_mut(m).owner = Some(Arc::from(marker));
             }
         }
     }
