@@ -12,9 +12,11 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use maas_flow::filter::{load_spec, Filter};
 use maas_flow::lifecycle::{decide, Memo, Policy, Provision};
+use maas_flow::maas::stream::{parse_list, ChunkReader, Coalesce};
 use maas_flow::maas::{parse_machine_list, ApiVersion};
 use maas_flow::sim::render::machine_v2;
 use maas_flow::sim::scenario;
@@ -41,6 +43,32 @@ fn list_body(n: usize) -> Vec<u8> {
     out
 }
 
+/// The size of the chunks awc hands over for a large body on loopback.
+const RECEIVE_CHUNK: usize = 32 * 1024;
+
+/// Feed `chunks` through the client's body channel to `parse` on another thread, as the
+/// poller does, and wait for its result.
+fn received<T: Send + 'static>(
+    chunks: &[Bytes],
+    parse: impl FnOnce(ChunkReader) -> T + Send + 'static,
+) -> T {
+    let (tx, reader) = ChunkReader::channel();
+    let parser = std::thread::spawn(move || parse(reader));
+    let mut gather = Coalesce::default();
+    for c in chunks {
+        if let Some(c) = gather.push(c.clone()) {
+            if tx.blocking_send(Ok(c)).is_err() {
+                break;
+            }
+        }
+    }
+    if let Some(c) = gather.finish() {
+        let _ = tx.blocking_send(Ok(c));
+    }
+    drop(tx);
+    parser.join().unwrap()
+}
+
 fn parsing(c: &mut Criterion) {
     for n in [1_000usize, 10_000] {
         let body = list_body(n);
@@ -53,6 +81,25 @@ fn parsing(c: &mut Criterion) {
         });
         g.bench_function("parse_machine_list", |b| {
             b.iter(|| parse_machine_list(black_box(&body), ApiVersion::V2).unwrap())
+        });
+        // The receive path: the body arrives as chunks on the channel the HTTP client
+        // feeds, and is parsed on another thread while it arrives.
+        let chunked: Vec<Bytes> = body
+            .chunks(RECEIVE_CHUNK)
+            .map(Bytes::copy_from_slice)
+            .collect();
+        g.bench_function("ignored_any_scan_streamed", |b| {
+            b.iter(|| {
+                received(&chunked, |r| {
+                    serde_json::from_reader::<_, serde::de::IgnoredAny>(
+                        std::io::BufReader::with_capacity(64 * 1024, r),
+                    )
+                    .unwrap()
+                })
+            })
+        });
+        g.bench_function("stream_parse_list", |b| {
+            b.iter(|| received(&chunked, |r| parse_list(r, ApiVersion::V2).unwrap()))
         });
         let filter = Filter::new(load_spec(r#"{"hosts":{"include":["node-.*"],"exclude":["node-0000[0-9]"]},"zones":{"include":["default"],"exclude":[]}}"#).unwrap()).unwrap();
         g.bench_function("parse_and_filter", |b| {

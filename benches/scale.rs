@@ -6,17 +6,40 @@
 //! cargo bench --bench scale                       # 100, 1,000, 10,000, hung, feed on/off
 //! cargo bench --bench scale -- 1000               # only scenarios with 1,000 machines
 //! cargo bench --bench scale -- soak 600           # the soak: 1,000 machines, 1% faults, 600 s
+//! cargo bench --bench scale -- rest               # memory at rest: 1,000 / 10,000 / 50,000, API 1.0 2,000
+//! cargo bench --bench scale -- rest 10000         # one at-rest size (each runs in its own process)
 //! ```
 
+use std::alloc::{GlobalAlloc, Layout};
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{Duration, Instant};
 
 use maas_flow::actors::poller::TickLateness;
 use maas_flow::config::{self, Sources};
 
+/// mimalloc (the binaries' allocator), counting live bytes for the at-rest figures.
+struct Counting;
+static LIVE: AtomicI64 = AtomicI64::new(0);
+#[allow(unsafe_code)] // a counting global allocator is unsafe by its trait's contract.
+unsafe impl GlobalAlloc for Counting {
+    // SAFETY (all three): forwards to mimalloc with the caller's own arguments.
+    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
+        LIVE.fetch_add(l.size() as i64, Ordering::Relaxed);
+        mimalloc::MiMalloc.alloc(l)
+    }
+    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
+        LIVE.fetch_sub(l.size() as i64, Ordering::Relaxed);
+        mimalloc::MiMalloc.dealloc(p, l)
+    }
+    unsafe fn realloc(&self, p: *mut u8, l: Layout, n: usize) -> *mut u8 {
+        LIVE.fetch_add(n as i64 - l.size() as i64, Ordering::Relaxed);
+        mimalloc::MiMalloc.realloc(p, l, n)
+    }
+}
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: Counting = Counting;
 
 const SIM: &str = env!("CARGO_BIN_EXE_maas-sim");
 
@@ -232,9 +255,9 @@ async fn run(s: &Scenario) -> Row {
     let lists = metric(&m, "maas_flow_polls_total{kind=\"ok\"}")
         + metric(&m, "maas_flow_polls_total{kind=\"failed\"}");
     let bytes = (
-        metric(&m, "maas_flow_maas_bytes_fetched_total{kind=\"list\"}"),
-        metric(&m, "maas_flow_maas_bytes_fetched_total{kind=\"delta\"}"),
-        metric(&m, "maas_flow_maas_bytes_fetched_total{kind=\"events\"}"),
+        metric(&m, "maas_flow_maas_response_bytes_total{kind=\"list\"}"),
+        metric(&m, "maas_flow_maas_response_bytes_total{kind=\"delta\"}"),
+        metric(&m, "maas_flow_maas_response_bytes_total{kind=\"events\"}"),
     );
     let rss_after = status_kb("VmRSS:");
     let ops = fetch_json(&format!("http://{}/_sim/ops", sim.addr)).await;
@@ -400,12 +423,274 @@ async fn soak(seconds: u64) {
     );
 }
 
+/// One at-rest measurement: `n` machines already Deployed, owned by us and provisioned
+/// (the outcome annotation set), so the controller only lists and decides.
+struct Rest {
+    machines: usize,
+    api1: bool,
+    period: Duration,
+}
+
+/// Run each at-rest size in a process of its own, so one size's peak and allocator
+/// leftovers do not colour the next.
+fn rest_all() {
+    println!(
+        "{:<26} {:>9} {:>9} {:>11} {:>12} {:>12} {:>8} {:>10} {:>10} {:>10} {:>6}",
+        "at rest",
+        "RSS",
+        "peak RSS",
+        "RSS/mach",
+        "live heap",
+        "heap/mach",
+        "list MB",
+        "round trip",
+        "handling",
+        "scan floor",
+        "ratio"
+    );
+    let exe = std::env::current_exe().expect("own path");
+    for arg in ["1000", "10000", "50000", "api1-2000"] {
+        let status = Command::new(&exe)
+            .args(["rest", arg])
+            .status()
+            .expect("scale harness re-runs itself");
+        if !status.success() {
+            println!("rest {arg}: failed ({status})");
+        }
+    }
+}
+
+fn rest_scenario_file(r: &Rest) -> std::path::PathBuf {
+    let path = std::env::temp_dir().join(format!(
+        "maas-flow-rest-{}-{}.toml",
+        r.machines,
+        std::process::id()
+    ));
+    let mut text = format!(
+        "[[machine]]\nhostname = \"rest\"\ncount = {}\nstatus = \"deployed\"\nowner = \"maas-flow\"\npower_state = \"on\"\n",
+        r.machines
+    );
+    if !r.api1 {
+        text.push_str("annotations = { maas_flow_provisioned = \"2026-01-01T00:00:00Z\" }\n");
+    }
+    std::fs::write(&path, text).expect("scenario file written");
+    path
+}
+
+#[allow(unsafe_code)] // mi_collect: see the SAFETY comments.
+async fn rest_one(r: Rest) {
+    let scenario = rest_scenario_file(&r);
+    let s = Scenario {
+        name: "rest",
+        machines: r.machines,
+        period: r.period,
+        events: !r.api1,
+        hang: false,
+        commission: Duration::from_secs(1),
+        deploy: Duration::from_secs(1),
+        provision: Duration::from_secs(1),
+        poll: Duration::from_secs(1),
+    };
+    let sim = start_sim(&s, &["--scenario", scenario.to_str().unwrap_or_default()]);
+    let _ = std::fs::remove_file(&scenario);
+    // SAFETY: mi_collect only returns free pages; it is safe to call at any time.
+    unsafe { libmimalloc_sys::mi_collect(true) };
+    let rss0 = status_kb("VmRSS:");
+    let live0 = LIVE.load(Ordering::Relaxed);
+    let mut o: Vec<(String, String)> = vec![
+        ("maas.url".into(), sim.url.clone()),
+        ("maas.api_key".into(), sim.key.clone()),
+        ("maas.period".into(), format!("{}ms", r.period.as_millis())),
+        ("maas.list_timeout".into(), "300s".into()),
+        ("events.enabled".into(), (!r.api1).to_string()),
+        ("http.listen".into(), "".into()),
+        ("log.level".into(), "error".into()),
+    ];
+    if r.api1 {
+        o.push(("maas.api_version".into(), "1.0".into()));
+        o.push(("maas.username".into(), "maas-flow".into()));
+    } else {
+        o.push((
+            "provision.url".into(),
+            format!("http://{}/provisioner", sim.addr),
+        ));
+    }
+    let cfg = config::load(&Sources {
+        file: None,
+        env: vec![],
+        overrides: o,
+    })
+    .unwrap();
+    let ctrl = maas_flow::run::start(&cfg).await.unwrap();
+    let t0 = Instant::now();
+    let done = if r.api1 { "none" } else { "provisioned" };
+    loop {
+        actix_rt::time::sleep(Duration::from_millis(200)).await;
+        let settled = ctrl.board.len() == r.machines && ctrl.board.all_settled();
+        let c = ctrl
+            .board
+            .count_by(|v| v.provisioning.clone())
+            .get(done)
+            .copied()
+            .unwrap_or(0);
+        if (settled && c == r.machines) || t0.elapsed() > Duration::from_secs(600) {
+            break;
+        }
+    }
+    // At rest: three more full lists, then the allocator returns what it freed.
+    let lists_at = |ctrl: &maas_flow::run::Controller| {
+        metric(
+            &ctrl.metrics.render(""),
+            "maas_flow_polls_total{kind=\"ok\"}",
+        )
+    };
+    let l0 = lists_at(&ctrl);
+    let t1 = Instant::now();
+    while lists_at(&ctrl) < l0 + 3.0 && t1.elapsed() < r.period * 10 {
+        actix_rt::time::sleep(Duration::from_millis(200)).await;
+    }
+    actix_rt::time::sleep(Duration::from_millis(500)).await;
+    // SAFETY: as above.
+    unsafe { libmimalloc_sys::mi_collect(true) };
+    let rss = status_kb("VmRSS:");
+    let peak = status_kb("VmHWM:");
+    let live = LIVE.load(Ordering::Relaxed) - live0;
+    let m = ctrl.metrics.render("");
+    let poll_sum = metric(&m, "maas_flow_poll_seconds_sum");
+    let poll_n = metric(&m, "maas_flow_poll_seconds_count").max(1.0);
+    let list_bytes = metric(&m, "maas_flow_maas_response_bytes_total{kind=\"list\"}")
+        / metric(&m, "maas_flow_polls_total{kind=\"ok\"}").max(1.0);
+    let rows = ctrl.board.len();
+    maas_flow::shutdown::drain(&ctrl, Duration::from_secs(2)).await;
+    // The floor: serde_json scanning the same bytes with IgnoredAny, in memory.
+    let path = if r.api1 {
+        "api/1.0/nodes/?op=list"
+    } else {
+        "api/2.0/machines/"
+    };
+    let body = fetch_signed(&sim, path).await;
+    let scan = best_of(3, || {
+        serde_json::from_slice::<serde::de::IgnoredAny>(&body).unwrap();
+    });
+    // The controller's handling of the same bytes: chunks through the client's body
+    // channel to the streaming parser on another thread (the network is not counted).
+    let version = if r.api1 {
+        maas_flow::maas::ApiVersion::V1
+    } else {
+        maas_flow::maas::ApiVersion::V2
+    };
+    let chunks: Vec<bytes::Bytes> = body
+        .chunks(32 * 1024)
+        .map(bytes::Bytes::copy_from_slice)
+        .collect();
+    // (Fed from a plain thread: a blocking send is not allowed on the runtime's thread.)
+    let machines = r.machines;
+    let handling = std::thread::spawn(move || {
+        best_of(3, || {
+            let (tx, reader) = maas_flow::maas::stream::ChunkReader::channel();
+            let parser = std::thread::spawn(move || {
+                maas_flow::maas::stream::parse_list(reader, version)
+                    .unwrap()
+                    .machines
+                    .len()
+            });
+            let mut gather = maas_flow::maas::stream::Coalesce::default();
+            for c in &chunks {
+                if let Some(c) = gather.push(c.clone()) {
+                    tx.blocking_send(Ok(c)).unwrap();
+                }
+            }
+            if let Some(c) = gather.finish() {
+                tx.blocking_send(Ok(c)).unwrap();
+            }
+            drop(tx);
+            assert_eq!(parser.join().unwrap(), machines);
+        })
+    })
+    .join()
+    .expect("handling measured");
+    let n = r.machines as f64;
+    let label = if r.api1 {
+        format!("{} API 1.0, period {}s", r.machines, r.period.as_secs())
+    } else {
+        format!("{} API 2.0, period {}s", r.machines, r.period.as_secs())
+    };
+    println!(
+        "{:<26} {:>6.1} MB {:>6.1} MB {:>8.2} KB {:>9.1} MB {:>9.2} KB {:>8.1} {:>8.0}ms {:>8.1}ms {:>8.1}ms {:>6.2}   ({rows} rows; round trip: mean of {:.0} lists incl. the simulator's serving)",
+        label,
+        rss as f64 / 1024.0,
+        peak as f64 / 1024.0,
+        rss.saturating_sub(rss0) as f64 / n,
+        live as f64 / 1e6,
+        live as f64 / 1024.0 / n,
+        list_bytes / 1e6,
+        poll_sum / poll_n * 1000.0,
+        handling.as_secs_f64() * 1000.0,
+        scan.as_secs_f64() * 1000.0,
+        handling.as_secs_f64() / scan.as_secs_f64(),
+        poll_n,
+    );
+}
+
+/// The fastest of `k` runs of `f`.
+fn best_of(k: usize, mut f: impl FnMut()) -> Duration {
+    (0..k)
+        .map(|_| {
+            let t = Instant::now();
+            f();
+            t.elapsed()
+        })
+        .min()
+        .unwrap_or_default()
+}
+
+/// GET `path` from the simulator with the API key, whole.
+async fn fetch_signed(sim: &SimProcess, path: &str) -> Vec<u8> {
+    let key = maas_flow::maas::ApiKey::parse(&sim.key).unwrap();
+    let mut r = awc::Client::builder()
+        .timeout(Duration::from_secs(300))
+        .finish()
+        .get(format!("{}/{path}", sim.url))
+        .insert_header(("Authorization", key.authorization()))
+        .send()
+        .await
+        .expect("simulator answers");
+    r.body().limit(1 << 30).await.unwrap().to_vec()
+}
+
 fn main() {
     let args: Vec<String> = std::env::args()
         .skip(1)
         .filter(|a| !a.starts_with("--"))
         .collect();
+    if args.len() == 1 && args[0] == "rest" {
+        rest_all();
+        return;
+    }
     actix_rt::System::new().block_on(async move {
+        if args.first().map(String::as_str) == Some("rest") {
+            match args.get(1).map(String::as_str) {
+                None => {}
+                Some("api1-2000") => {
+                    rest_one(Rest {
+                        machines: 2_000,
+                        api1: true,
+                        period: Duration::from_secs(5),
+                    })
+                    .await
+                }
+                Some(n) => {
+                    let machines = n.parse().expect("rest N");
+                    rest_one(Rest {
+                        machines,
+                        api1: false,
+                        period: Duration::from_secs(if machines > 10_000 { 15 } else { 5 }),
+                    })
+                    .await
+                }
+            }
+            return;
+        }
         if args.first().map(String::as_str) == Some("soak") {
             let secs = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(600);
             soak(secs).await;

@@ -69,17 +69,56 @@ pub struct MaasSettings {
     pub max_body_mib: u64,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct FilterSettings {
-    pub hosts: IncludeExclude,
-    pub zones: IncludeExclude,
+    pub hosts: FilterList,
+    pub zones: FilterList,
     /// MAAS tag names (exact): any included tag selects, any excluded tag deselects.
     pub tags: IncludeExclude,
-    /// Resource pool name patterns, matched like zones.
+    /// Resource pool name patterns, searched for like zones.
     pub pools: IncludeExclude,
     /// The original tool's form: inline JSON or `@file`; replaces `hosts`/`zones`/`tags`/`pools`.
     pub json: Option<String>,
+}
+
+impl Default for FilterSettings {
+    /// Every host in the zone named `default` ([`FilterSpec::default_zone`]).
+    fn default() -> Self {
+        let d = FilterSpec::default_zone();
+        FilterSettings {
+            hosts: FilterList {
+                include: Some(d.hosts.include),
+                exclude: d.hosts.exclude,
+            },
+            zones: FilterList {
+                include: Some(d.zones.include),
+                exclude: d.zones.exclude,
+            },
+            tags: d.tags,
+            pools: d.pools,
+            json: None,
+        }
+    }
+}
+
+/// One TOML filter list. A missing `include` takes the default (`[".*"]` for hosts,
+/// `["^default$"]` for zones); an explicit `include = []` selects nothing, as an empty
+/// include did in the original tool.
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct FilterList {
+    pub include: Option<Vec<String>>,
+    pub exclude: Vec<String>,
+}
+
+impl From<IncludeExclude> for FilterList {
+    fn from(l: IncludeExclude) -> Self {
+        FilterList {
+            include: Some(l.include),
+            exclude: l.exclude,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -261,10 +300,7 @@ impl Default for Settings {
     fn default() -> Self {
         Settings {
             maas: MaasSettings::default(),
-            filter: FilterSettings {
-                zones: FilterSpec::default_zone().zones,
-                ..FilterSettings::default()
-            },
+            filter: FilterSettings::default(),
             lifecycle: LifecycleSettings::default(),
             commission: CommissionParams::default(),
             profile: Vec::new(),
@@ -481,8 +517,8 @@ impl Config {
         shown.provision.url = shown.provision.url.as_deref().map(mask_userinfo);
         let mut head = String::new();
         if non_empty(&shown.filter.json).is_some() {
-            shown.filter.hosts = self.filter.spec().hosts.clone();
-            shown.filter.zones = self.filter.spec().zones.clone();
+            shown.filter.hosts = self.filter.spec().hosts.clone().into();
+            shown.filter.zones = self.filter.spec().zones.clone().into();
             head.push_str(
                 "# filter.json is set: [filter.hosts] and [filter.zones] below show the filter it defines.\n",
             );
@@ -515,18 +551,25 @@ impl Sources {
 }
 
 /// Load and validate. Reads the key file and filter/mapping files; makes no request.
-///
-/// An error about a key that a flag or an environment variable set names that flag or
-/// variable too: the operator looking at the file would otherwise not find the value.
+/// An error in a value that came from one of the original tool's variables names that
+/// variable; an error about a key that a flag or a `MAAS_FLOW_*` variable set names that
+/// flag or variable too: the operator looking at the file would otherwise not find the
+/// value.
 pub fn load(src: &Sources) -> Result<Config, ConfigError> {
-    load_settings(src)
+    let legacy = crate::legacy_env::collect(&src.env)?;
+    let mut cfg = load_layers(src, &legacy)
         .and_then(|mut settings| {
             if non_empty(&settings.state_dir).is_none() {
                 settings.state_dir = default_state_dir(&src.env).map(|d| d.display().to_string());
             }
             validate(settings)
         })
-        .map_err(|e| name_the_source(e, src))
+        .map_err(|e| match legacy.source_of(&e.key) {
+            Some(s) if !overridden(src, s.key) => blame(e, s),
+            _ => name_the_source(e, src),
+        })?;
+    cfg.warnings.extend(legacy.warnings);
+    Ok(cfg)
 }
 
 /// The environment variable that sets `key` (`maas.period` → `MAAS_FLOW_MAAS__PERIOD`).
@@ -548,7 +591,7 @@ fn name_the_source(mut e: ConfigError, src: &Sources) -> ConfigError {
             .push_str(&format!(" (set by a command-line flag{flag})"));
         return e;
     }
-    let mut vars: Vec<&str> = src
+    let vars: Vec<&str> = src
         .env
         .iter()
         .filter(|(k, _)| k.starts_with("MAAS_FLOW_") && k.as_str() != "MAAS_FLOW_CONFIG")
@@ -560,20 +603,7 @@ fn name_the_source(mut e: ConfigError, src: &Sources) -> ConfigError {
         })
         .map(|(k, _)| k.as_str())
         .collect();
-    let legacy = match e.key.as_str() {
-        "provision.url" | "provision.script" => Some("PROVISION_URL"),
-        "provision.ttl" => Some("PROVISION_TTL"),
-        _ => None,
-    };
-    if let Some(name) = legacy {
-        if src
-            .env
-            .iter()
-            .any(|(k, v)| k == name && !v.trim().is_empty())
-        {
-            vars.push(name);
-        }
-    }
+    // The original tool's variables (`PROVISION_URL`, ...) are named by `blame` instead.
     if !vars.is_empty() {
         e.problem.push_str(&format!(
             " (set by environment variable {})",
@@ -629,7 +659,31 @@ fn env_list(var: &str, key: &str, v: &str) -> Result<Vec<String>, ConfigError> {
         .collect())
 }
 
+/// Rename an error's key to the original's variable that set it (when no `MAAS_FLOW_*`
+/// variable or flag overrode it).
+fn blame(e: ConfigError, s: &crate::legacy_env::Setting) -> ConfigError {
+    ConfigError {
+        key: s.var.clone(),
+        problem: format!(
+            "{} (the original tool's variable, for `{}`)",
+            e.problem, e.key
+        ),
+    }
+}
+
+fn overridden(src: &Sources, key: &str) -> bool {
+    let var = env_name(key);
+    src.overrides.iter().any(|(k, _)| k == key) || src.env.iter().any(|(k, _)| *k == var)
+}
+
+/// The settings from every layer: defaults, the TOML file, the original tool's
+/// variables, `MAAS_FLOW_*` variables, flags (each overriding the ones before).
 pub fn load_settings(src: &Sources) -> Result<Settings, ConfigError> {
+    let legacy = crate::legacy_env::collect(&src.env)?;
+    load_layers(src, &legacy)
+}
+
+fn load_layers(src: &Sources, legacy: &crate::legacy_env::Legacy) -> Result<Settings, ConfigError> {
     use config::{Config as Cfg, Environment, File, FileFormat};
     let mut b = Cfg::builder();
     if let Some(path) = &src.file {
@@ -651,6 +705,19 @@ pub fn load_settings(src: &Sources) -> Result<Settings, ConfigError> {
             ));
         }
         b = b.add_source(File::from_str(&text, FileFormat::Toml));
+    }
+    // The original tool's names (`MAAS_URL`, `PROVISION_URL`, ...): above the file,
+    // below our own variables and flags.
+    let mut legacy = legacy.clone();
+    if overridden(src, "provision.url") || overridden(src, "provision.script") {
+        // Our own provisioner setting wins over PROVISION_URL as a whole: it must not
+        // leave the variable's half behind to collide with it.
+        legacy
+            .settings
+            .retain(|s| s.key != "provision.url" && s.key != "provision.script");
+    }
+    if !legacy.settings.is_empty() {
+        b = b.add_source(File::from_str(&legacy.to_toml(), FileFormat::Toml));
     }
     let mut env: HashMap<String, String> = HashMap::new();
     let list_keys = list_keys();
@@ -675,27 +742,6 @@ pub fn load_settings(src: &Sources) -> Result<Settings, ConfigError> {
             .try_parsing(true)
             .source(Some(env)),
     );
-    // The original tool's environment names.
-    for (k, v) in &src.env {
-        let v = v.trim();
-        if v.is_empty() {
-            continue;
-        }
-        match k.as_str() {
-            "PROVISION_URL" => {
-                let (key, val) = legacy_provision_url(v);
-                b = b
-                    .set_override(key, val)
-                    .map_err(|e| bad("PROVISION_URL", e.to_string()))?;
-            }
-            "PROVISION_TTL" => {
-                b = b
-                    .set_override("provision.ttl", v)
-                    .map_err(|e| bad("PROVISION_TTL", e.to_string()))?;
-            }
-            _ => {}
-        }
-    }
     for (k, v) in lists {
         b = b.set_override(k, v).map_err(|e| bad(k, e.to_string()))?;
     }
@@ -706,18 +752,6 @@ pub fn load_settings(src: &Sources) -> Result<Settings, ConfigError> {
     }
     let cfg = b.build().map_err(config_error)?;
     cfg.try_deserialize::<Settings>().map_err(config_error)
-}
-
-/// `PROVISION_URL` held a script path, a `file://` URL, or an http(s) URL.
-fn legacy_provision_url(v: &str) -> (&'static str, String) {
-    if v.starts_with("http://") || v.starts_with("https://") {
-        ("provision.url", v.to_string())
-    } else {
-        (
-            "provision.script",
-            v.strip_prefix("file://").unwrap_or(v).to_string(),
-        )
-    }
 }
 
 /// Turn the config crate's error into one naming the key.
@@ -845,12 +879,23 @@ fn validate(mut s: Settings) -> Result<Config, ConfigError> {
         Some(j) if !j.trim().is_empty() => {
             crate::filter::load_spec(j).map_err(|e| bad("filter.json", e.to_string()))?
         }
-        _ => FilterSpec {
-            hosts: s.filter.hosts.clone(),
-            zones: s.filter.zones.clone(),
-            tags: s.filter.tags.clone(),
-            pools: s.filter.pools.clone(),
-        },
+        _ => {
+            let default = FilterSpec::default_zone();
+            let list = |l: &mut FilterList, default: IncludeExclude| {
+                // Written back so `check-config` prints the effective lists.
+                let include = l.include.get_or_insert(default.include).clone();
+                IncludeExclude {
+                    include,
+                    exclude: l.exclude.clone(),
+                }
+            };
+            FilterSpec {
+                hosts: list(&mut s.filter.hosts, default.hosts),
+                zones: list(&mut s.filter.zones, default.zones),
+                tags: s.filter.tags.clone(),
+                pools: s.filter.pools.clone(),
+            }
+        }
     };
     let filter = Filter::new(spec).map_err(|e| match &e {
         crate::filter::FilterError::Regex { list, .. } => {
@@ -858,6 +903,11 @@ fn validate(mut s: Settings) -> Result<Config, ConfigError> {
         }
         _ => bad("filter", e.to_string()),
     })?;
+    for list in filter.empty_includes() {
+        warnings.push(format!(
+            "filter {list} is empty, so no machine is selected (as in the original tool); write [\".*\"] to include every name"
+        ));
+    }
 
     let target = match s.lifecycle.target.trim().to_ascii_lowercase().as_str() {
         "deployed" => Target::Deployed,
@@ -1160,19 +1210,28 @@ fn load_mappings(text: &str) -> Result<HashMap<String, String>, ConfigError> {
         }
         None => text.to_string(),
     };
+    /// The first Go versions read `{"<mac>": {"hostname": "..."}}`; the later ones
+    /// (`MAC_TO_NAME_MAPPINGS`, a `map[string]string`) `{"<mac>": "<name>"}`.
     #[derive(Deserialize)]
-    struct Entry {
-        hostname: String,
+    #[serde(untagged)]
+    enum Entry {
+        Name(String),
+        Object { hostname: String },
     }
     let raw: HashMap<String, Entry> = serde_json::from_str(&json).map_err(|e| {
         bad(
             "lifecycle.mappings",
-            format!("expected {{\"<mac>\": {{\"hostname\": \"...\"}}}}: {e}"),
+            format!("expected {{\"<mac>\": {{\"hostname\": \"...\"}}}} or {{\"<mac>\": \"<name>\"}}: {e}"),
         )
     })?;
     Ok(raw
         .into_iter()
-        .map(|(mac, e)| (mac.to_ascii_lowercase(), e.hostname))
+        .map(|(mac, e)| {
+            let name = match e {
+                Entry::Name(n) | Entry::Object { hostname: n } => n,
+            };
+            (mac.to_ascii_lowercase(), name)
+        })
         .collect())
 }
 
@@ -1330,14 +1389,136 @@ mod tests {
     }
 
     #[test]
-    fn legacy_provision_url_picks_script_or_http() {
-        assert_eq!(
-            legacy_provision_url("file:///x/p.sh"),
-            ("provision.script", "/x/p.sh".into())
+    fn original_variables_sit_between_the_file_and_our_own() {
+        let toml = "[maas]\napi_key = \"a:b:c\"\nperiod = \"20s\"\nurl = \"http://file/MAAS\"\n";
+        let (_d, s) = src(
+            toml,
+            &[
+                ("MAAS_QUERY_INTERVAL", "1m"),
+                ("MAAS_URL", "http://env/MAAS"),
+            ],
+            &[],
         );
+        let c = load(&s).unwrap();
         assert_eq!(
-            legacy_provision_url("http://h/p"),
-            ("provision.url", "http://h/p".into())
+            c.settings.maas.period,
+            Duration::from_secs(60),
+            "above the file"
+        );
+        assert_eq!(c.maas_base, "http://env/MAAS/");
+        let (_d, mut s) = src(
+            toml,
+            &[
+                ("MAAS_QUERY_INTERVAL", "1m"),
+                ("MAAS_FLOW_MAAS__PERIOD", "30s"),
+                ("MAAS_URL", "http://env/MAAS"),
+            ],
+            &[],
+        );
+        s.overrides
+            .push(("maas.url".into(), "http://flag/MAAS".into()));
+        let c = load(&s).unwrap();
+        assert_eq!(
+            c.settings.maas.period,
+            Duration::from_secs(30),
+            "below MAAS_FLOW_*"
+        );
+        assert_eq!(c.maas_base, "http://flag/MAAS/", "below flags");
+    }
+
+    #[test]
+    fn errors_from_original_variables_name_the_variable() {
+        let cases: &[(&str, &str, &str)] = &[
+            ("MAAS_QUERY_INTERVAL", "0", "MAAS_QUERY_INTERVAL"),
+            ("MAAS_URL", "not a url", "MAAS_URL"),
+            ("MAAS_API_VERSION", "3.0", "MAAS_API_VERSION"),
+            (
+                "HOST_FILTER_SPEC",
+                r#"{"hosts":{"include":["("]}}"#,
+                "HOST_FILTER_SPEC",
+            ),
+            ("HOST_FILTER_SPEC", "{hosts", "HOST_FILTER_SPEC"),
+            ("MAC_TO_NAME_MAPPINGS", "[1]", "MAC_TO_NAME_MAPPINGS"),
+            ("PROVISION_URL", "/nonexistent/p.sh", "PROVISION_URL"),
+            (
+                "AUTOMATION_PREVIEW_ONLY",
+                "maybe",
+                "AUTOMATION_PREVIEW_ONLY",
+            ),
+        ];
+        for (var, value, key) in cases {
+            let (_d, s) = src("[maas]\napi_key = \"a:b:c\"\n", &[(var, value)], &[]);
+            let e = load(&s).unwrap_err();
+            assert_eq!(&e.key, key, "{var}={value}: {e}");
+        }
+        // Overridden by our own variable: the original's bad value is not used.
+        let (_d, s) = src(
+            "[maas]\napi_key = \"a:b:c\"\n",
+            &[
+                ("MAAS_URL", "not a url"),
+                ("MAAS_FLOW_MAAS__URL", "http://ok/MAAS"),
+            ],
+            &[],
+        );
+        assert!(load(&s).is_ok());
+    }
+
+    #[test]
+    fn our_provisioner_setting_replaces_provision_url_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let script = dir.path().join("p.sh");
+        std::fs::write(&script, "#!/bin/sh\n").unwrap();
+        let script = script.display().to_string();
+        let state = dir.path().display().to_string();
+        let (_d, s) = src(
+            "[maas]\napi_key = \"a:b:c\"\n",
+            &[
+                ("STATE_DIRECTORY", state.as_str()),
+                ("PROVISION_URL", "http://prov/x"),
+                ("MAAS_FLOW_PROVISION__SCRIPT", script.as_str()),
+            ],
+            &[],
+        );
+        let c = load(&s).unwrap();
+        assert_eq!(
+            c.provisioner,
+            ProvisionerKind::Script(script.clone().into())
+        );
+        let (_d, mut s) = src(
+            "[maas]\napi_key = \"a:b:c\"\n",
+            &[
+                ("STATE_DIRECTORY", state.as_str()),
+                ("PROVISION_URL", &script),
+            ],
+            &[],
+        );
+        s.overrides
+            .push(("provision.url".into(), "http://flag/p".into()));
+        let c = load(&s).unwrap();
+        assert_eq!(c.provisioner, ProvisionerKind::Http("http://flag/p".into()));
+    }
+
+    #[test]
+    fn mappings_take_both_of_the_originals_shapes() {
+        let (_d, s) = src(
+            "[maas]\napi_key = \"a:b:c\"\n",
+            &[("MAC_TO_NAME_MAPPINGS", r#"{"AA:BB:CC:DD:EE:01":"cord-01"}"#)],
+            &[],
+        );
+        let c = load(&s).unwrap();
+        assert_eq!(
+            c.mappings.get("aa:bb:cc:dd:ee:01").map(String::as_str),
+            Some("cord-01")
+        );
+        let (_d, s) = src(
+            "[maas]\napi_key = \"a:b:c\"\n[lifecycle]\nmappings = '{\"aa:bb:cc:dd:ee:02\": {\"hostname\": \"cord-02\"}}'\n",
+            &[],
+            &[],
+        );
+        let c = load(&s).unwrap();
+        assert_eq!(
+            c.mappings.get("aa:bb:cc:dd:ee:02").map(String::as_str),
+            Some("cord-02")
         );
     }
 

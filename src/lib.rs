@@ -22,6 +22,7 @@ pub mod demo;
 pub mod filter;
 pub mod ha;
 pub mod http;
+pub mod legacy_env;
 pub mod lifecycle;
 pub mod logging;
 pub mod maas;

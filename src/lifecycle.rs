@@ -15,6 +15,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
+use crate::maas::model::LinkMode;
 use crate::maas::{Escaped, Machine, NodeStatus, PowerState};
 use crate::profile::StorageLayout;
 
@@ -359,7 +360,7 @@ pub fn decide_for(
         return Step::Hold(Hold::InvalidData(why.clone()));
     }
     if let Some(tag) = &policy.skip_tag {
-        if m.tag_names.iter().any(|t| t == tag) {
+        if m.has_tag(tag) {
             return Step::Hold(Hold::SkipTag);
         }
     }
@@ -600,18 +601,22 @@ fn decide_status(
 /// The first `auto` link, to be relinked as DHCP on the same subnet.
 fn auto_link(m: &Machine) -> Option<Action> {
     m.interface_set.iter().find_map(|i| {
-        i.links.iter().find(|l| l.mode == "auto").and_then(|l| {
-            let subnet = l.subnet.as_ref()?;
-            let subnet = subnet
-                .cidr
-                .clone()
-                .or_else(|| subnet.id.map(|id| id.to_string()))?;
-            Some(Action::RelinkDhcp {
-                interface: i.id,
-                link: l.id,
-                subnet,
+        i.links
+            .iter()
+            .find(|l| l.mode == LinkMode::Auto)
+            .and_then(|l| {
+                let subnet = l.subnet.as_ref()?;
+                let subnet = subnet
+                    .cidr
+                    .as_deref()
+                    .map(str::to_string)
+                    .or_else(|| subnet.id.map(|id| id.to_string()))?;
+                Some(Action::RelinkDhcp {
+                    interface: i.id,
+                    link: l.id,
+                    subnet,
+                })
             })
-        })
     })
 }
 

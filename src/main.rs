@@ -37,6 +37,10 @@ enum Command {
     },
     /// Validate the configuration, print it (API key masked), and exit.
     CheckConfig {
+        /// Also list the machines once (a read-only GET) and print how many each filter
+        /// pattern matches.
+        #[arg(long)]
+        list: bool,
         /// Print which deploy profile a machine would get: `HOSTNAME[,TAG...]`, where
         /// `zone=NAME` and `pool=NAME` items give its zone and pool (default `default`).
         /// Repeatable.
@@ -66,9 +70,9 @@ enum Command {
     Man,
 }
 
-/// Flags override the file and the environment. The original tool's single-dash
-/// spellings (`-maas`, `-apiKey`, `-apiVersion`, `-period`, `-filter`, `-preview`,
-/// `-mappings`) are accepted too.
+/// Flags override the file and the environment. The original tool's Go flags
+/// (`-maas`, `-apikey`/`-apiKey`, `-apiVersion`, `-period`, `-filter`, `-preview`,
+/// `-mappings`, `-always-rename`, `-verbose`) are accepted too.
 #[derive(Args, Debug, Default)]
 struct Flags {
     /// TOML configuration file.
@@ -167,34 +171,59 @@ impl Flags {
     }
 }
 
-/// Rewrite the original tool's Go-style flags (`-apiKey X`) to ours (`--api-key X`).
+/// Rewrite the original tool's Go-style flags (`-apikey X`) to ours (`--api-key X`).
+///
+/// As Go's `flag` package parses them (opencord/maas `automation/maas-flow.go` before
+/// envconfig): one or two dashes, `-name value` or `-name=value`, and boolean flags take
+/// `=value` in `strconv.ParseBool`'s spellings (`-always-rename=false`). The Go tool's
+/// key flag was `-apikey`; its README wrote `-apiKey`: both work. `-verbose` is debug
+/// logging.
 fn legacy_args(args: impl Iterator<Item = String>) -> Vec<String> {
-    const MAP: &[(&str, &str)] = &[
+    const VALUED: &[(&str, &str)] = &[
         ("maas", "--maas"),
+        ("apikey", "--api-key"),
         ("apiKey", "--api-key"),
         ("apiVersion", "--api-version"),
         ("period", "--period"),
         ("filter", "--filter"),
-        ("preview", "--preview"),
         ("mappings", "--mappings"),
-        ("always-rename", "--always-rename"),
     ];
-    args.map(|a| {
-        if let Some(rest) = a.strip_prefix('-').filter(|r| !r.starts_with('-')) {
-            let (name, value) = match rest.split_once('=') {
-                Some((n, v)) => (n, Some(v)),
-                None => (rest, None),
-            };
-            if let Some((_, long)) = MAP.iter().find(|(n, _)| *n == name) {
-                return match value {
-                    Some(v) => format!("{long}={v}"),
-                    None => long.to_string(),
-                };
+    const BOOLS: &[(&str, &[&str])] = &[
+        ("preview", &["--preview"]),
+        ("always-rename", &["--always-rename"]),
+        ("verbose", &["--log-level", "debug"]),
+    ];
+    let mut out = Vec::new();
+    for a in args {
+        let rest = a
+            .strip_prefix("--")
+            .or_else(|| a.strip_prefix('-'))
+            .filter(|r| !r.is_empty() && !r.starts_with('-'));
+        let Some(rest) = rest else {
+            out.push(a);
+            continue;
+        };
+        let (name, value) = match rest.split_once('=') {
+            Some((n, v)) => (n, Some(v)),
+            None => (rest, None),
+        };
+        if let Some((_, long)) = VALUED.iter().find(|(n, _)| *n == name) {
+            out.push(match value {
+                Some(v) => format!("{long}={v}"),
+                None => long.to_string(),
+            });
+        } else if let Some((_, ours)) = BOOLS.iter().find(|(n, _)| *n == name) {
+            match value.map(maas_flow::legacy_env::parse_go_bool) {
+                None | Some(Some(true)) => out.extend(ours.iter().map(|s| s.to_string())),
+                Some(Some(false)) => {}
+                // Not a Go boolean: leave it for clap to refuse, naming the flag.
+                Some(None) => out.push(a),
             }
+        } else {
+            out.push(a);
         }
-        a
-    })
-    .collect()
+    }
+    out
 }
 
 fn init_logging(level: &str, format: &str) {
@@ -339,7 +368,12 @@ fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
-            if let Command::CheckConfig { explain } = &cmd {
+            // The key now lives in `cfg.api_key`; drop every copy from the environment so
+            // no child (provisioning script, power helper) can inherit it.
+            for var in maas_flow::legacy_env::KEY_VARS {
+                std::env::remove_var(var);
+            }
+            if let Command::CheckConfig { list, explain } = &cmd {
                 for w in &cfg.warnings {
                     eprintln!("warning: {w}");
                 }
@@ -352,12 +386,63 @@ fn main() -> ExitCode {
                 }
                 print!("{}", cfg.render());
                 println!("# configuration is valid");
-                return ExitCode::SUCCESS;
+                println!(
+                    "# filter: each pattern is searched for in the name (^...$ for a whole name); zone= sent to MAAS: {}",
+                    match cfg.filter.server_side_zones() {
+                        Some(z) if cfg.api_version == maas_flow::maas::ApiVersion::V2 => z.join(", "),
+                        _ => "none (filtered here)".into(),
+                    }
+                );
+                if !list {
+                    return ExitCode::SUCCESS;
+                }
+                return actix_rt::System::new().block_on(check_filter(cfg));
             }
             init_logging(&cfg.settings.log.level, &cfg.settings.log.format);
             actix_rt::System::new().block_on(serve(cfg, sources))
         }
     }
+}
+
+/// `check-config --list`: one read-only machine list, and what each pattern matches.
+async fn check_filter(cfg: config::Config) -> ExitCode {
+    let metrics = std::sync::Arc::new(maas_flow::metrics::Metrics::new());
+    let client = maas_flow::run::client_for(&cfg, metrics);
+    let req = client.api().list(&[]);
+    let parsed = match client.call(&req, "list").await {
+        Ok(body) => maas_flow::maas::parse_machine_list(&body, cfg.api_version),
+        Err(e) => {
+            eprintln!("maas-flow: cannot list the machines: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let parsed = match parsed {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("maas-flow: cannot list the machines: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let report = cfg.filter.report(
+        parsed
+            .machines
+            .iter()
+            .map(|m| (m.hostname.as_str(), m.zone_name())),
+    );
+    println!(
+        "# filter selects {} of the {} machines MAAS lists now",
+        report.selected, report.listed
+    );
+    for p in &report.patterns {
+        println!("#   {} {:?}: {} machines", p.list, p.pattern, p.machines);
+    }
+    for p in report.unmatched() {
+        eprintln!(
+            "warning: filter pattern {:?} in {} matches none of the {} machines MAAS lists",
+            p.pattern, p.list, report.listed
+        );
+    }
+    ExitCode::SUCCESS
 }
 
 /// Run the controller until SIGTERM/SIGINT; SIGHUP reloads the configuration.

@@ -17,7 +17,7 @@ use crate::actors::{Deps, PollerHandle, PowerHelper, ProvisionDeps, Supervisor};
 use crate::backoff::Backoff;
 use crate::config::Config;
 use crate::ha::Fence;
-use crate::maas::{ApiVersion, ClientSettings, MaasClient};
+use crate::maas::{ApiVersion, ClientSettings, Identity, MaasClient};
 use crate::metrics::Metrics;
 use crate::profile::ProvisionTarget;
 use crate::provision::http::HttpProvisioner;
@@ -193,13 +193,15 @@ fn count_failure(board: &Board, metrics: &Metrics, error: String) {
     });
 }
 
-/// Ask MAAS who we are, retrying with backoff while MAAS is unreachable.
+/// Ask MAAS who we are, retrying with backoff while MAAS is unreachable. On API 1.0 a
+/// server without whoami (MAAS 1.9, gomaasapi's TestServer) is not an error: our
+/// machines are then the ones `nodes/?op=list_allocated` names, read every period.
 async fn whoami(
     client: &MaasClient,
     period: Duration,
     board: &Board,
     metrics: &Metrics,
-) -> Result<String, StartError> {
+) -> Result<Identity, StartError> {
     #[derive(serde::Deserialize)]
     struct Me {
         username: String,
@@ -212,7 +214,7 @@ async fn whoami(
         let req = client.api().whoami();
         match client.call(&req, "read").await {
             Ok(body) => match serde_json::from_slice::<Me>(&body) {
-                Ok(me) => return Ok(me.username),
+                Ok(me) => return Ok(Identity::Username(me.username)),
                 Err(e) => {
                     warn!(error = %e, "users/?op=whoami gave an unexpected answer; retrying");
                     count_failure(board, metrics, format!("users/?op=whoami: {e}"));
@@ -227,9 +229,8 @@ async fn whoami(
                         )))
                     }
                     400 | 404 if client.settings().version == ApiVersion::V1 => {
-                        return Err(StartError::Identity(format!(
-                            "{e}: set maas.username for API 1.0"
-                        )))
+                        info!(answer = %e, "this MAAS has no users/?op=whoami (MAAS 1.9): our machines are those nodes/?op=list_allocated names, read every period; maas.username overrides");
+                        return Ok(Identity::AllocatedToKey);
                     }
                     401 | 403 => {
                         error!(error = %e, "MAAS refused the API key; fix maas.api_key or the key file (retrying)")
@@ -323,10 +324,11 @@ pub async fn start_actors(
 ) -> Result<Actors, StartError> {
     let s = &cfg.settings;
     let client = client_for(cfg, metrics.clone()).with_fence(fence);
-    let me = match s.maas.username.as_deref().filter(|u| !u.is_empty()) {
-        Some(u) => u.to_string(),
+    let identity = match s.maas.username.as_deref().filter(|u| !u.is_empty()) {
+        Some(u) => Identity::Username(u.to_string()),
         None => whoami(&client, s.maas.period, &board, &metrics).await?,
     };
+    let me = identity.policy_name().to_string();
     info!(user = %crate::maas::Escaped(&me), "acting as MAAS user");
     board.with_global(|g| g.maas_user = Some(me.clone()));
     let policy = cfg.policy(&me);
@@ -423,6 +425,7 @@ pub async fn start_actors(
                 cfg.filter.server_side_tags(),
             )
         }),
+        allocated_ownership: identity == Identity::AllocatedToKey,
         events_interval: events.then_some(s.events.interval),
         board: board.clone(),
         metrics: metrics.clone(),

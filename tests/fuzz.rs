@@ -112,4 +112,32 @@ proptest! {
             let _ = f.server_side_zones();
         }
     }
+
+    /// The original's semantics (opencord/maas `automation/state.go`, `matchedFilter`:
+    /// Go's `MatchString`, an unanchored search): a name is included when the pattern is
+    /// found anywhere in it, whatever fast path the filter takes.
+    #[test]
+    fn filter_is_a_search_like_the_original(
+        pattern in "\\^?[a-c-]{0,3}(\\.\\*|\\[ab\\])?[a-c]{0,2}\\$?",
+        name in "[a-c-]{0,8}",
+    ) {
+        let text = json!({"hosts": {"include": [pattern.clone()]}, "zones": {"include": [".*"]}}).to_string();
+        let f = Filter::new(load_spec(&text).unwrap()).unwrap();
+        let searched = regex::Regex::new(&pattern).unwrap().is_match(&name);
+        prop_assert_eq!(f.matches(&name, "z"), searched, "{} on {}", pattern, name);
+    }
+
+    /// Server-side zone filtering never changes the selection: when MAAS is asked for
+    /// `zone=a&zone=b`, exactly the zones named are the ones the include list matches.
+    #[test]
+    fn server_side_zones_select_exactly_what_the_filter_selects(
+        zones in prop::collection::vec("\\^?[a-c.-]{0,4}\\$?", 1..4),
+        zone in "[a-c.-]{0,5}",
+    ) {
+        let text = json!({"hosts": {"include": [""]}, "zones": {"include": zones}}).to_string();
+        let f = Filter::new(load_spec(&text).unwrap()).unwrap();
+        if let Some(names) = f.server_side_zones() {
+            prop_assert_eq!(names.contains(&zone), f.matches("h", &zone));
+        }
+    }
 }

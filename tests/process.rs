@@ -84,10 +84,18 @@ async fn sigkill_mid_run_then_restart_repeats_nothing_and_loses_nothing() {
     );
     let sim = start_sim(scenario::rack(30), fast_timings());
     let mut first = spawn(&sim, dir.path(), &script, "250ms");
+    // Outcomes reach the local journal first and MAAS's annotations a moment later; on a
+    // loaded machine five finished runs can precede the first annotation, so wait for both.
     wait_for(
-        "some provisioning to finish",
+        "some provisioning to finish and reach MAAS",
         Duration::from_secs(30),
-        || runs(dir.path()).iter().filter(|(_, e)| e == "done").count() >= 5,
+        || {
+            runs(dir.path()).iter().filter(|(_, e)| e == "done").count() >= 5
+                && sim
+                    .machines()
+                    .iter()
+                    .any(|m| m.annotations.contains_key("maas_flow_provisioned"))
+        },
     )
     .await;
     signal(&first, libc::SIGKILL);

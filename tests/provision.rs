@@ -413,6 +413,18 @@ async fn api_v1_keeps_outcomes_in_the_state_file() {
     ];
     let extra: Vec<(&str, &str)> = extra.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let ctrl = start(&sim, &extra).await;
+    // Wait on the outcome itself: "every machine settled" can be seen for a moment
+    // before the first run starts on a loaded machine.
+    let ids: Vec<String> = sim.machines().into_iter().map(|m| m.system_id).collect();
+    wait_for(
+        "both outcomes in the state file",
+        Duration::from_secs(30),
+        || {
+            let text = std::fs::read_to_string(&state).unwrap_or_default();
+            ids.iter().all(|id| text.contains(id.as_str()))
+        },
+    )
+    .await;
     settle(&ctrl, Duration::from_secs(20)).await;
     // The outcome is written off the actor thread, just after the board says done.
     wait_for(
@@ -453,7 +465,7 @@ async fn a_hung_run_delays_no_other_machine_and_no_poll() {
     // Clean run: the same 50 machines with nothing hung (node-00001 is excluded).
     let sim = start_sim(scenario::rack(50), fast_timings());
     let mut clean_extra = extra.to_vec();
-    let cfg_filter = r#"{"hosts":{"include":[],"exclude":["node-00001"]},"zones":{"include":["default"],"exclude":[]}}"#;
+    let cfg_filter = r#"{"hosts":{"include":[".*"],"exclude":["^node-00001$"]},"zones":{"include":["default"],"exclude":[]}}"#;
     clean_extra.push(("filter.json", cfg_filter));
     let ctrl = start(&sim, &clean_extra).await;
     let clean = settle(&ctrl, Duration::from_secs(30)).await;

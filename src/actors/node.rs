@@ -903,7 +903,7 @@ impl NodeActor {
             status: m.status.label().to_string(),
             status_code: m.status.code(),
             power_state: m.power_state.as_str().to_string(),
-            owner: m.owner.clone(),
+            owner: m.owner.as_deref().map(str::to_string),
             target: format!("{:?}", self.profile.target).to_ascii_lowercase(),
             profile: self.profile.label().map(str::to_string),
             step: step.label(),
@@ -936,7 +936,7 @@ impl NodeActor {
             && p.last_error == self.last_error
             && p.hostname == m.hostname
             && p.zone == m.zone_name()
-            && p.owner == m.owner
+            && p.owner.as_deref() == m.owner.as_deref()
             && p.profile == self.profile.name
     }
 
@@ -956,7 +956,7 @@ impl NodeActor {
             last_error: self.last_error.clone(),
             hostname: self.machine.hostname.clone(),
             zone: self.machine.zone_name().to_string(),
-            owner: self.machine.owner.clone(),
+            owner: self.machine.owner.as_deref().map(str::to_string),
             profile: self.profile.name.clone(),
         });
         let mut view = self.view(step);

@@ -1,5 +1,5 @@
 //! The poller: one machine list per period, never two in flight, parsed off the actor
-//! thread, published as one immutable snapshot.
+//! thread while it arrives (`maas/stream.rs`), published as one immutable snapshot.
 //!
 //! The next list is scheduled from the completion of the current one (`done + period`):
 //! while a list is in flight no timer runs at all, so a list slower than the period
@@ -16,7 +16,8 @@ use tracing::{debug, error, info, warn};
 
 use super::{Snapshot, StandDown, StopPolling, Supervisor};
 use crate::backoff::Backoff;
-use crate::maas::{parse_machine_list, MaasClient, MaasError, Machine, ParsedList};
+use crate::maas::stream::parse_list;
+use crate::maas::{MaasClient, MaasError, Machine, ParsedList};
 use crate::metrics::{KindLabels, Metrics};
 use crate::status::{rfc3339, Board};
 
@@ -44,6 +45,8 @@ pub struct Poller {
     feed: Option<Feed>,
     /// When the last list was sent: a scheduled tick right after an early list is skipped.
     last_list_started: Option<Instant>,
+    /// API 1.0 without whoami: learn our machines from `list_allocated` after each list.
+    allocated_ownership: bool,
     /// The one timer for the next list; none while a list is in flight.
     timer: Option<SpawnHandle>,
     /// Ids the event log names that are not machines (controllers, devices).
@@ -181,6 +184,7 @@ impl Poller {
             max_tick_lateness: Duration::ZERO,
             feed: None,
             last_list_started: None,
+            allocated_ownership: false,
             timer: None,
             not_machines: NotMachines::default(),
         }
@@ -204,6 +208,13 @@ impl Poller {
         if !self.in_flight {
             self.schedule(ctx);
         }
+    }
+
+    /// Mark which machines are ours from `nodes/?op=list_allocated`, read after every
+    /// list (see `maas::ownership`).
+    pub fn with_allocated_ownership(mut self) -> Self {
+        self.allocated_ownership = true;
+        self
     }
 
     /// Let MAAS narrow the list by pool and tag too (see `Filter::server_side_pools` and
@@ -356,10 +367,9 @@ impl Poller {
                     let client = client.clone();
                     let req = client.api().list_ids(chunk.iter().map(String::as_str));
                     async move {
-                        let body = client.call(&req, "delta").await?;
-                        actix_rt::task::spawn_blocking(move || parse_machine_list(&body, version))
-                            .await
-                            .map_err(|e| PollError::Parse(e.to_string()))?
+                        client
+                            .call_streamed(&req, "delta", move |r| parse_list(r, version))
+                            .await?
                             .map_err(|e| PollError::Parse(e.to_string()))
                     }
                 })
@@ -477,13 +487,18 @@ impl Poller {
             req = req.with_query("tags", t.clone());
         }
         let version = client.settings().version;
+        let allocated_ownership = self.allocated_ownership;
         let fut = async move {
-            let body = client.call(&req, "list").await?;
-            // Parsing 100 MB takes long enough to stall every actor: do it elsewhere.
-            actix_rt::task::spawn_blocking(move || parse_machine_list(&body, version))
-                .await
-                .map_err(|e| PollError::Parse(e.to_string()))?
-                .map_err(|e| PollError::Parse(e.to_string()))
+            // Parsed while it arrives, on the blocking pool: a 100 MB list is never held
+            // whole and never stalls an actor.
+            let mut parsed = client
+                .call_streamed(&req, "list", move |r| parse_list(r, version))
+                .await?
+                .map_err(|e| PollError::Parse(e.to_string()))?;
+            if allocated_ownership {
+                crate::maas::ownership::mark(&client, &mut parsed.machines).await;
+            }
+            Ok(parsed)
         };
         ctx.spawn(
             fut.into_actor(self)
@@ -561,7 +576,7 @@ impl Poller {
                             })
                             .inc();
                         self.not_before = Some(Instant::now());
-                        ctx.run_later(Duration::from_millis(1), |act, ctx| act.tick(ctx));
+                        self.schedule(ctx);
                         return;
                     }
                     if !self.tags.is_empty() && body.contains("tag") {
@@ -574,7 +589,7 @@ impl Poller {
                             })
                             .inc();
                         self.not_before = Some(Instant::now());
-                        ctx.run_later(Duration::from_millis(1), |act, ctx| act.tick(ctx));
+                        self.schedule(ctx);
                         return;
                     }
                     if !self.zones.is_empty() && body.contains("zone") {

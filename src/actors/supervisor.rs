@@ -51,6 +51,8 @@ pub struct Supervisor {
     absent: HashMap<String, u32>,
     /// Direct reads in flight.
     reading: HashSet<String>,
+    /// The filter's per-pattern match counts were logged (after the first full list).
+    filter_reported: bool,
 }
 
 impl Supervisor {
@@ -64,6 +66,7 @@ impl Supervisor {
             stopped: HashMap::new(),
             absent: HashMap::new(),
             reading: HashSet::new(),
+            filter_reported: false,
         }
     }
 
@@ -278,6 +281,17 @@ impl Handler<Snapshot> for Supervisor {
     type Result = ();
 
     fn handle(&mut self, snap: Snapshot, ctx: &mut Self::Context) {
+        if snap.full && !self.filter_reported {
+            // A wrong exclude is destructive: show at once what each pattern matches.
+            self.filter_reported = true;
+            self.filter
+                .report(
+                    snap.machines
+                        .iter()
+                        .map(|m| (m.hostname.as_str(), m.zone_name())),
+                )
+                .log();
+        }
         let before = self.nodes.len();
         if !self.retiring.is_empty() {
             self.sweep(ctx);

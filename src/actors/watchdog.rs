@@ -90,6 +90,8 @@ pub struct PollerSpec {
     pub zones: Vec<String>,
     /// Pools and tags MAAS filters for us (API 2.0).
     pub server_filter: Option<ServerFilter>,
+    /// API 1.0 without whoami: ownership from `list_allocated` after each list.
+    pub allocated_ownership: bool,
     pub events_interval: Option<Duration>,
     pub board: Arc<Board>,
     pub metrics: Arc<Metrics>,
@@ -108,6 +110,11 @@ impl PollerSpec {
         let p = match &self.server_filter {
             Some((pools, tags)) if !reloaded => p.with_server_filter(pools.clone(), tags.clone()),
             _ => p,
+        };
+        let p = if self.allocated_ownership {
+            p.with_allocated_ownership()
+        } else {
+            p
         };
         match self.events_interval {
             Some(i) => p.with_event_feed(i),

@@ -28,7 +28,7 @@ struct Args {
     /// Generated machines in New (ignored with --scenario or --demo-rack).
     #[arg(long, default_value_t = 100)]
     machines: usize,
-    /// TOML file listing machines (`[[machine]]` hostname, count, zone, pool, status, power_state, power_type, macs, ips, owner, tags, locked, fail_commission, fail_deploy) and controllers that log events (`[[controller]]` hostname, kind, event_every).
+    /// TOML file listing machines (`[[machine]]` hostname, count, zone, pool, status, power_state, power_type, macs, ips, owner, tags, locked, fail_commission, fail_deploy, annotations) and controllers that log events (`[[controller]]` hostname, kind, event_every).
     #[arg(long)]
     scenario: Option<PathBuf>,
     /// Serve the demo's mixed rack.
@@ -66,6 +66,9 @@ struct Args {
     /// Serve the legacy API 1.0 ("on") or answer 410 like MAAS 2.0+ ("off").
     #[arg(long, default_value = "on", value_parser = ["on", "off"])]
     api1: String,
+    /// Serve users/?op=whoami on API 1.0 ("on"), or answer 400 like MAAS 1.9 ("off").
+    #[arg(long, default_value = "on", value_parser = ["on", "off"])]
+    api1_whoami: String,
     /// Serve the simulated HTTP provisioner at /provisioner.
     #[arg(long)]
     provisioner: bool,
@@ -126,6 +129,7 @@ fn main() -> std::process::ExitCode {
             api_key: key.clone(),
             username: a.username.clone(),
             api1: a.api1 == "on",
+            api1_whoami: a.api1_whoami == "on",
             seed: a.seed,
             listen: a.listen,
             workers: a.workers,

@@ -228,6 +228,16 @@ impl Api {
         Request::new(Method::Get, self.item(system_id), None)
     }
 
+    /// The machines allocated to our API key (1.9.5 `api/nodes.py`: "nodes allocated to
+    /// the user/oauth token"); how API 1.0 without whoami learns which machines are ours.
+    pub fn list_allocated(&self) -> Request {
+        Request::new(
+            Method::Get,
+            format!("{}/", self.0.collection()),
+            Some("list_allocated"),
+        )
+    }
+
     pub fn whoami(&self) -> Request {
         Request::new(Method::Get, "users/".into(), Some("whoami"))
     }
@@ -449,5 +459,9 @@ mod tests {
         assert_eq!(d.path_and_query(), "nodes/n1/?op=start");
         assert_eq!(api.power_off("n1").path_and_query(), "nodes/n1/?op=stop");
         assert!(api.set_annotations("n1", &[]).is_none());
+        assert_eq!(
+            api.list_allocated().path_and_query(),
+            "nodes/?op=list_allocated"
+        );
     }
 }

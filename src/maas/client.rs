@@ -20,6 +20,7 @@ use super::api::{Method, Request};
 use super::auth::ApiKey;
 use super::escape::escape;
 use super::redact::Redactor;
+use super::stream::{ChunkReader, Coalesce};
 use crate::metrics::{KindLabels, Metrics};
 
 /// What went wrong talking to MAAS.
@@ -238,6 +239,48 @@ impl MaasClient {
     /// Send `req`, honouring MAAS's `Retry-After` hints, and return the body of a 2xx.
     /// `kind` labels the latency and byte metrics (`list`, `read`, `op`, `events`).
     pub async fn call(&self, req: &Request, kind: &str) -> Result<Bytes, MaasError> {
+        self.call_with(req, kind, &Body::<fn(ChunkReader)>::Buffer)
+            .await
+            .map(|(answer, _)| match answer {
+                Answer::Body(b) => b,
+                Answer::Parsed(()) => Bytes::new(),
+            })
+    }
+
+    /// Send `req` and hand a 2xx body, while it arrives, to `parse` on the blocking pool
+    /// (a [`ChunkReader`] over the body's chunks): the body is never held whole, and the
+    /// actor thread only moves chunks. `maas.max_body_mib` bounds the bytes read; a body
+    /// cut short or over the limit reaches `parse` as a read error.
+    pub async fn call_streamed<T, P>(
+        &self,
+        req: &Request,
+        kind: &str,
+        parse: P,
+    ) -> Result<T, MaasError>
+    where
+        T: Send + 'static,
+        P: Fn(ChunkReader) -> T + Clone + Send + 'static,
+    {
+        match self.call_with(req, kind, &Body::Stream(parse)).await? {
+            (Answer::Parsed(t), _) => Ok(t),
+            (Answer::Body(_), _) => Err(MaasError::Parse {
+                op: req.op_name().to_string(),
+                path: req.path.clone(),
+                reason: "answer was not streamed".into(),
+            }),
+        }
+    }
+
+    async fn call_with<T, P>(
+        &self,
+        req: &Request,
+        kind: &str,
+        body: &Body<P>,
+    ) -> Result<(Answer<T>, u64), MaasError>
+    where
+        T: Send + 'static,
+        P: Fn(ChunkReader) -> T + Clone + Send + 'static,
+    {
         let timeout = if kind == "list" {
             self.settings.list_timeout
         } else {
@@ -252,18 +295,18 @@ impl MaasClient {
                 source,
             })?;
             let started = Instant::now();
-            let res = self.once(req, timeout).await;
+            let res = self.once(req, timeout, body).await;
             self.metrics
                 .maas_latency
                 .get_or_create(&KindLabels { kind: kind.into() })
                 .observe(started.elapsed().as_secs_f64());
             match &res {
-                Ok(b) => {
+                Ok((_, bytes)) => {
                     self.metrics.request(req.op_name(), 200);
                     self.metrics
                         .bytes_fetched
                         .get_or_create(&KindLabels { kind: kind.into() })
-                        .inc_by(b.len() as u64);
+                        .inc_by(*bytes);
                 }
                 Err(e) => self.metrics.request(req.op_name(), e.code()),
             }
@@ -293,7 +336,16 @@ impl MaasClient {
         }
     }
 
-    async fn once(&self, req: &Request, timeout: Duration) -> Result<Bytes, MaasError> {
+    async fn once<T, P>(
+        &self,
+        req: &Request,
+        timeout: Duration,
+        body_mode: &Body<P>,
+    ) -> Result<(Answer<T>, u64), MaasError>
+    where
+        T: Send + 'static,
+        P: Fn(ChunkReader) -> T + Clone + Send + 'static,
+    {
         let url = self.url(req);
         let op = req.op_name().to_string();
         let path = req.path.clone();
@@ -304,29 +356,32 @@ impl MaasClient {
         }
         .insert_header(("Authorization", self.settings.key.authorization()))
         .insert_header(("Accept", "application/json"));
+        let transport = |reason: String| MaasError::Transport {
+            op: op.clone(),
+            path: path.clone(),
+            reason,
+        };
         let work = async {
             let mut resp = if req.method == Method::Get {
                 builder.send().await
             } else {
                 builder.send_form(&req.form).await
             }
-            .map_err(|e| MaasError::Transport {
-                op: op.clone(),
-                path: path.clone(),
-                reason: e.to_string(),
-            })?;
+            .map_err(|e| transport(e.to_string()))?;
             let status = resp.status();
+            if status.is_success() {
+                if let Body::Stream(parse) = body_mode {
+                    return self.stream(&mut resp, parse.clone(), &transport).await;
+                }
+            }
             let body = resp
                 .body()
                 .limit(self.settings.max_body)
                 .await
-                .map_err(|e| MaasError::Transport {
-                    op: op.clone(),
-                    path: path.clone(),
-                    reason: format!("reading body: {e}"),
-                })?;
+                .map_err(|e| transport(format!("reading body: {e}")))?;
             if status.is_success() {
-                Ok(body)
+                let n = body.len() as u64;
+                Ok((Answer::Body(body), n))
             } else if status.is_redirection() {
                 let location = resp
                     .headers()
@@ -366,6 +421,78 @@ impl MaasClient {
             }),
         }
     }
+
+    /// Move a 2xx body's chunks to `parse` running on the blocking pool, counting bytes
+    /// against the size limit; returns what `parse` made of it and the bytes read.
+    async fn stream<S, T, P>(
+        &self,
+        resp: &mut S,
+        parse: P,
+        transport: &impl Fn(String) -> MaasError,
+    ) -> Result<(Answer<T>, u64), MaasError>
+    where
+        S: futures_util::Stream<Item = Result<Bytes, awc::error::PayloadError>> + Unpin,
+        T: Send + 'static,
+        P: FnOnce(ChunkReader) -> T + Send + 'static,
+    {
+        use futures_util::StreamExt;
+        let (tx, reader) = ChunkReader::channel();
+        let parser = actix_rt::task::spawn_blocking(move || parse(reader));
+        let limit = self.settings.max_body as u64;
+        let mut read = 0u64;
+        let mut failed: Option<String> = None;
+        let mut gather = Coalesce::default();
+        while let Some(chunk) = resp.next().await {
+            let chunk = match chunk {
+                Ok(c) => c,
+                Err(e) => {
+                    let reason = format!("reading body: {e}");
+                    let _ = tx.send(Err(std::io::Error::other(reason.clone()))).await;
+                    failed = Some(reason);
+                    break;
+                }
+            };
+            read += chunk.len() as u64;
+            if read > limit {
+                let reason = format!("reading body: larger than the limit of {limit} bytes");
+                let _ = tx.send(Err(std::io::Error::other(reason.clone()))).await;
+                failed = Some(reason);
+                break;
+            }
+            if let Some(chunk) = gather.push(chunk) {
+                if tx.send(Ok(chunk)).await.is_err() {
+                    // The parser stopped early (a malformed list): its error says why.
+                    break;
+                }
+            }
+        }
+        if failed.is_none() {
+            if let Some(rest) = gather.finish() {
+                let _ = tx.send(Ok(rest)).await;
+            }
+        }
+        drop(tx);
+        let parsed = parser
+            .await
+            .map_err(|e| transport(format!("parsing the body: {e}")))?;
+        match failed {
+            Some(reason) => Err(transport(reason)),
+            None => Ok((Answer::Parsed(parsed), read)),
+        }
+    }
+}
+
+/// What to do with a 2xx body.
+enum Body<P> {
+    /// Read it whole (operations, single reads, events).
+    Buffer,
+    /// Hand it to this parser while it arrives (machine lists).
+    Stream(P),
+}
+
+enum Answer<T> {
+    Body(Bytes),
+    Parsed(T),
 }
 
 /// The first 300 characters of an error body, on one line, other controls escaped.

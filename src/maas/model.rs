@@ -17,11 +17,10 @@ use std::sync::Arc;
 use std::net::IpAddr;
 
 use serde::{Deserialize, Deserializer};
-use serde_json::value::RawValue;
 
 use super::escape::Escaped;
 pub use super::status::{NodeStatus, PowerState};
-use super::ApiVersion;
+use super::{intern, ApiVersion};
 
 /// The longest system_id MAAS has generated: `node-<uuid1>` (MAAS 1.x, 41 characters).
 const MAX_SYSTEM_ID: usize = 41;
@@ -50,7 +49,11 @@ pub fn check_system_id(id: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// One machine as MAAS reported it at one moment.
+/// One machine as MAAS reported it at one moment: the compact at-rest record.
+///
+/// Only the fields maas-flow reads are kept (see `stream.rs` for how a list is parsed
+/// into these); names that repeat across machines (zone, pool, owner, power type,
+/// subnets) are interned `Arc<str>`s shared by every record (`intern.rs`).
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 pub struct Machine {
     pub system_id: String,
@@ -63,20 +66,20 @@ pub struct Machine {
     /// API 1.0 only: the real status behind the folded `status`.
     #[serde(default)]
     pub substatus: Option<NodeStatus>,
-    #[serde(default)]
-    pub status_message: Option<String>,
-    #[serde(default)]
-    pub zone: Option<NamedRef>,
-    #[serde(default)]
-    pub pool: Option<NamedRef>,
+    /// The zone's name (MAAS embeds the whole zone object).
+    #[serde(default, deserialize_with = "intern::named")]
+    pub zone: Option<Arc<str>>,
+    #[serde(default, deserialize_with = "intern::named")]
+    pub pool: Option<Arc<str>>,
     #[serde(default)]
     pub power_state: PowerState,
-    #[serde(default)]
-    pub power_type: Option<String>,
-    #[serde(default)]
-    pub owner: Option<String>,
+    #[serde(default, deserialize_with = "intern::opt")]
+    pub power_type: Option<Arc<str>>,
+    #[serde(default, deserialize_with = "intern::opt")]
+    pub owner: Option<Arc<str>>,
     #[serde(default)]
     pub locked: Option<bool>,
+    /// Tags stay plain strings: filters and deploy profiles match them as `&[String]`.
     #[serde(default, deserialize_with = "nullable")]
     pub tag_names: Vec<String>,
     #[serde(default, deserialize_with = "nullable")]
@@ -90,12 +93,12 @@ pub struct Machine {
     pub macaddress_set: Vec<MacAddress>,
     #[serde(default, deserialize_with = "nullable")]
     pub workload_annotations: BTreeMap<String, String>,
+    /// The pre-3.0 name of the same map; dropped when `workload_annotations` came too.
     #[serde(default, deserialize_with = "nullable")]
     pub owner_data: BTreeMap<String, String>,
-    #[serde(default)]
-    pub osystem: Option<String>,
-    #[serde(default)]
-    pub distro_series: Option<String>,
+    /// The series deployed (handed to the provisioning step); interned.
+    #[serde(default, deserialize_with = "intern::opt")]
+    pub distro_series: Option<Arc<str>>,
     /// The script result of the machine's current installation: a new one per deploy,
     /// so it names the deployment a provisioning outcome belongs to (absent in API 1.0).
     #[serde(default)]
@@ -105,18 +108,9 @@ pub struct Machine {
     pub invalid: Option<String>,
 }
 
-/// Objects MAAS embeds by reference (`zone`, `pool`, `domain`); only the name matters.
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
-pub struct NamedRef {
-    #[serde(default, deserialize_with = "nullable")]
-    pub name: String,
-}
-
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 pub struct Interface {
     pub id: i64,
-    #[serde(default, deserialize_with = "nullable")]
-    pub name: String,
     #[serde(default)]
     pub mac_address: Option<String>,
     #[serde(default, deserialize_with = "nullable")]
@@ -127,18 +121,44 @@ pub struct Interface {
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 pub struct Link {
     pub id: i64,
-    #[serde(default, deserialize_with = "nullable")]
-    pub mode: String,
+    #[serde(default)]
+    pub mode: LinkMode,
     #[serde(default)]
     pub ip_address: Option<String>,
     #[serde(default)]
     pub subnet: Option<Subnet>,
 }
 
+/// How MAAS configures a link (`links[].mode`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum LinkMode {
+    Auto,
+    Dhcp,
+    Static,
+    LinkUp,
+    /// Missing, `null`, or a mode this build does not know.
+    #[default]
+    Other,
+}
+
+impl<'de> Deserialize<'de> for LinkMode {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Ok(
+            match Option::<std::borrow::Cow<'de, str>>::deserialize(d)?.as_deref() {
+                Some("auto") => LinkMode::Auto,
+                Some("dhcp") => LinkMode::Dhcp,
+                Some("static") => LinkMode::Static,
+                Some("link_up") => LinkMode::LinkUp,
+                _ => LinkMode::Other,
+            },
+        )
+    }
+}
+
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 pub struct Subnet {
-    #[serde(default)]
-    pub cidr: Option<String>,
+    #[serde(default, deserialize_with = "intern::opt")]
+    pub cidr: Option<Arc<str>>,
     #[serde(default)]
     pub id: Option<i64>,
 }
@@ -165,11 +185,11 @@ where
 
 impl Machine {
     pub fn zone_name(&self) -> &str {
-        self.zone.as_ref().map(|z| z.name.as_str()).unwrap_or("")
+        self.zone.as_deref().unwrap_or("")
     }
 
     pub fn pool_name(&self) -> &str {
-        self.pool.as_ref().map(|z| z.name.as_str()).unwrap_or("")
+        self.pool.as_deref().unwrap_or("")
     }
 
     /// MAC addresses in MAAS's order, boot interface first.
@@ -209,6 +229,11 @@ impl Machine {
         })
     }
 
+    /// Whether MAAS lists `tag` on this machine.
+    pub fn has_tag(&self, tag: &str) -> bool {
+        self.tag_names.iter().any(|t| t == tag)
+    }
+
     pub fn has_power_type(&self) -> bool {
         self.power_type.as_deref().is_some_and(|p| !p.is_empty())
     }
@@ -241,9 +266,16 @@ impl Machine {
         };
     }
 
-    /// Bring an API 1.0 node into the 2.0 shape: real status, short hostname; validate.
-    fn normalise(&mut self, version: ApiVersion) {
+    /// Bring an API 1.0 node into the 2.0 shape (real status, short hostname), validate,
+    /// and drop what a record does not need to keep.
+    pub(crate) fn normalise(&mut self, version: ApiVersion) {
         self.validate();
+        if !self.workload_annotations.is_empty() {
+            // MAAS 3.x sends the same map under both names.
+            self.owner_data.clear();
+        }
+        self.ip_addresses.shrink_to_fit();
+        self.interface_set.shrink_to_fit();
         if version == ApiVersion::V1 {
             if let Some(sub) = self.substatus {
                 self.status = sub;
@@ -278,56 +310,10 @@ pub struct ParsedList {
 #[error("machine list is not a JSON array of objects: {0}")]
 pub struct ListError(#[from] serde_json::Error);
 
-/// Parse a machine list in one pass; only if some entry is malformed, parse entry by
-/// entry so that one bad machine is skipped and the rest proceed.
+/// Parse a machine list held in memory, with the same per-machine rules as a streamed
+/// list (`stream.rs`): a malformed machine is skipped, a malformed list is an error.
 pub fn parse_machine_list(body: &[u8], version: ApiVersion) -> Result<ParsedList, ListError> {
-    match serde_json::from_slice::<Vec<Arc<Machine>>>(body) {
-        Ok(mut machines) => {
-            for m in machines.iter_mut() {
-                if let Some(m) = Arc::get_mut(m) {
-                    m.normalise(version);
-                }
-            }
-            Ok(ParsedList {
-                machines,
-                skipped: Vec::new(),
-            })
-        }
-        Err(_) => parse_leniently(body, version),
-    }
-}
-
-fn parse_leniently(body: &[u8], version: ApiVersion) -> Result<ParsedList, ListError> {
-    let raw: Vec<&RawValue> = serde_json::from_slice(body)?;
-    let mut out = ParsedList::default();
-    for (index, entry) in raw.into_iter().enumerate() {
-        match serde_json::from_str::<Machine>(entry.get()) {
-            Ok(mut m) => {
-                m.normalise(version);
-                out.machines.push(Arc::new(m));
-            }
-            Err(e) => {
-                #[derive(Deserialize)]
-                struct IdOnly {
-                    system_id: Option<serde_json::Value>,
-                }
-                let system_id = serde_json::from_str::<IdOnly>(entry.get())
-                    .ok()
-                    .and_then(|i| i.system_id)
-                    .map(|v| {
-                        v.as_str()
-                            .map(str::to_string)
-                            .unwrap_or_else(|| v.to_string())
-                    });
-                out.skipped.push(Skipped {
-                    index,
-                    system_id,
-                    error: e.to_string(),
-                });
-            }
-        }
-    }
-    Ok(out)
+    super::stream::parse_slice(body, version)
 }
 
 /// Parse one machine object (an op's answer or a single read).

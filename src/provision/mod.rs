@@ -71,9 +71,10 @@ impl Job {
             macs,
             distro_series: m
                 .distro_series
-                .clone()
+                .as_deref()
                 .filter(|s| !s.is_empty())
-                .unwrap_or_else(|| distro_series.to_string()),
+                .unwrap_or(distro_series)
+                .to_string(),
             profile: profile.map(str::to_string),
         }
     }

@@ -173,6 +173,9 @@ struct ScenarioMachine {
     fail_commission: bool,
     #[serde(default)]
     fail_deploy: bool,
+    /// Workload annotations already set (e.g. a recorded provisioning outcome).
+    #[serde(default)]
+    annotations: std::collections::BTreeMap<String, String>,
 }
 
 fn one() -> usize {
@@ -246,6 +249,7 @@ fn machines_of(list: Vec<ScenarioMachine>) -> Result<Vec<SimMachine>, String> {
             m.locked = s.locked;
             m.fail_next_commission = s.fail_commission;
             m.fail_next_deploy = s.fail_deploy;
+            m.annotations = s.annotations.clone();
             out.push(m);
         }
     }
@@ -279,6 +283,7 @@ mod tests {
             status = 10
             owner = "alice"
             ips = ["10.0.0.5"]
+            annotations = { maas_flow_provisioned = "2026-01-01T00:00:00Z" }
             "#,
         )
         .unwrap();
@@ -287,6 +292,13 @@ mod tests {
         assert_eq!(ms[2].zone, "z1");
         assert_eq!(ms[3].status, NodeStatus::Allocated);
         assert_eq!(ms[3].ip_addresses(), ["10.0.0.5"]);
+        assert_eq!(
+            ms[3]
+                .annotations
+                .get("maas_flow_provisioned")
+                .map(String::as_str),
+            Some("2026-01-01T00:00:00Z")
+        );
         assert!(parse_scenario("[[machine]]\nhostname='x'\nstatus='nope'").is_err());
     }
 

@@ -60,7 +60,8 @@ pub struct Faults {
     /// `deploy` answers 400 `Failed to render preseed: ...`, as a region with a broken
     /// curtin preseed does (a field error no re-read fixes).
     pub preseed_error_rate: f64,
-    /// Only fault these paths' kinds: "all" (default), "list", "ops", "events".
+    /// Only fault these paths' kinds: "all" (default), "list", "ops", "events",
+    /// "list_allocated" (API 1.0's `nodes/?op=list_allocated` alone).
     pub scope: Option<String>,
     /// The next full machine list (not a read by `id=`) answers `[]`, once.
     pub empty_list_once: bool,
@@ -102,6 +103,10 @@ pub struct SimConfig {
     pub username: String,
     /// Serve API 1.0 (MAAS 1.9); off answers 410 like every MAAS since 2.0.
     pub api1: bool,
+    /// Serve `users/?op=whoami` on API 1.0. MAAS 1.9 and gomaasapi's 1.0 TestServer have
+    /// no whoami (canonical/maas 1.9.5 `api/users.py`); off answers as 1.9 does, and a
+    /// client learns its machines from `nodes/?op=list_allocated` instead.
+    pub api1_whoami: bool,
     /// Seed of every random draw (faults, failures): runs repeat.
     pub seed: u64,
     /// The address to listen on.
@@ -120,6 +125,7 @@ impl Default for SimConfig {
             api_key: ApiKey::parse(super::DEFAULT_API_KEY).expect("default key parses"),
             username: "maas-flow".into(),
             api1: true,
+            api1_whoami: true,
             seed: 1,
             listen: "127.0.0.1:0".parse().expect("literal address"),
             workers: 2,
@@ -521,6 +527,8 @@ fn roll_preseed_error(state: &SimState) -> bool {
 fn fault_kind(call: &Call) -> &'static str {
     if call.rest.starts_with("events/") {
         "events"
+    } else if call.op.as_deref() == Some("list_allocated") {
+        "list_allocated"
     } else if call.method == "GET" {
         "list"
     } else {
@@ -1235,10 +1243,23 @@ fn dispatch_v1(call: &Call, state: &SimState) -> HttpResponse {
         ["version"] if m == "GET" => {
             json_body(200, r#"{"capabilities":[],"version":"1.9.5 (maas-sim)"}"#)
         }
-        ["users"] if m == "GET" && op == Some("whoami") => whoami(state),
+        ["users"] if m == "GET" && op == Some("whoami") && state.cfg.api1_whoami => whoami(state),
+        // MAAS 1.9's users handler has no whoami: its dispatcher's answer to an unknown op.
+        ["users"] => signature(m, op),
         ["nodes"] => match (m, op) {
             ("GET", Some("list")) => {
                 let list: Vec<serde_json::Value> = w.machines.iter().map(node_v1).collect();
+                json_body(200, serde_json::Value::Array(list).to_string())
+            }
+            // 1.9.5 `api/nodes.py`: "nodes allocated to the user/oauth token", whatever
+            // their status (the simulator has one key per user).
+            ("GET", Some("list_allocated")) => {
+                let list: Vec<serde_json::Value> = w
+                    .machines
+                    .iter()
+                    .filter(|x| x.owner.as_deref() == Some(user))
+                    .map(node_v1)
+                    .collect();
                 json_body(200, serde_json::Value::Array(list).to_string())
             }
             ("POST", Some("acquire")) => {
