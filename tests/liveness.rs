@@ -77,7 +77,7 @@ async fn a_list_slower_than_the_period_is_not_polled_over() {
             // `nowhere` is refused by MAAS: the fallback filters on our side.
             (
                 "filter.json",
-                r#"{"zones": {"include": ["default", "nowhere"]}}"#,
+                r#"{"hosts": {"include": [".*"]}, "zones": {"include": ["^default$", "^nowhere$"]}}"#,
             ),
         ],
     )
@@ -511,7 +511,12 @@ async fn sighup_reloads_the_filter_and_rejects_a_broken_file() {
     let sim = start_sim(scenario::rack(3), fast_timings());
     let ids: Vec<String> = sim.machines().iter().map(|m| m.system_id.clone()).collect();
     let filter = dir.path().join("filter.json");
-    let one = |n: usize| format!(r#"{{"hosts": {{"include": ["^node-0000{n}$"]}}}}"#);
+    // As in the original tool, a JSON filter selects nothing in a dimension it leaves out.
+    let one = |n: usize| {
+        format!(
+            r#"{{"hosts": {{"include": ["^node-0000{n}$"]}}, "zones": {{"include": ["^default$"]}}}}"#
+        )
+    };
     write_filter(&filter, &one(1));
     let log = dir.path().join("stderr");
     let mut child = Command::new(BIN)

@@ -284,8 +284,12 @@ async fn a_filter_reloaded_out_and_back_does_not_provision_twice() {
             ],
         )
     };
-    let all = cfg(r#"{"hosts": {"include": ["^node-[0-9]+$"]}}"#);
-    let without_0 = cfg(r#"{"hosts": {"include": ["^node-[0-9]+$"], "exclude": ["^node-0$"]}}"#);
+    // As in the original tool, a JSON filter selects nothing in a dimension it leaves out.
+    let all =
+        cfg(r#"{"hosts": {"include": ["^node-[0-9]+$"]}, "zones": {"include": ["^default$"]}}"#);
+    let without_0 = cfg(
+        r#"{"hosts": {"include": ["^node-[0-9]+$"], "exclude": ["^node-0$"]}, "zones": {"include": ["^default$"]}}"#,
+    );
     let ctrl = maas_flow::run::start(&all).await.unwrap();
     wait_for("both runs to start", Duration::from_secs(30), || {
         runs(dir.path()).len() >= 2
